@@ -1,0 +1,149 @@
+//! The user-facing API over anything that exposes its block lists: `enable_cache`,
+//! `disable_cache`, `refresh_context`, `summary`, and tracing.
+
+use crate::config::CacheConfig;
+use crate::context::CacheContext;
+use crate::engine::CallRecord;
+use crate::error::ConfigError;
+use crate::handle::CacheHandle;
+use crate::pattern::ForwardPattern;
+use crate::stats::CacheStats;
+
+/// How a model's pipeline runs classifier-free guidance, which decides whether each step makes
+/// one transformer call or two (spec §9.5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CfgLayout {
+    /// No CFG (guidance-distilled models): one call per step.
+    #[default]
+    None,
+    /// Conditional and unconditional inputs batched into one call per step.
+    Batched,
+    /// Two calls per step, conditional first: cache-dit's `enable_separate_cfg`.
+    Separate,
+}
+
+/// One cached list of a model, as `enable_cache` sees it.
+pub struct CachedListInfo<'a> {
+    /// The list's name (its field name, or the first field's for a chained list); contexts and
+    /// statistics are named after it.
+    pub name: String,
+    /// The blocks' forward pattern.
+    pub pattern: ForwardPattern,
+    /// The number of blocks (across all fields of a chained list).
+    pub len: usize,
+    /// The blocks' type name, for the summary.
+    pub block_type: &'static str,
+    /// Where the list's cache context lives.
+    pub handle: &'a CacheHandle,
+}
+
+impl<'a> CachedListInfo<'a> {
+    /// Describes a `BlockList` field under `name`.
+    pub fn of<B: crate::block::CachedBlock>(
+        name: impl Into<String>,
+        list: &'a crate::block::BlockList<B>,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            pattern: B::PATTERN,
+            len: list.len(),
+            block_type: short_type_name::<B>(),
+            handle: list.cache_handle(),
+        }
+    }
+}
+
+/// The last path segment of a type's name (`FluxTransformerBlock`).
+pub fn short_type_name<T: ?Sized>() -> &'static str {
+    let full = std::any::type_name::<T>();
+    let base = full.split('<').next().unwrap_or(full);
+    base.rsplit("::").next().unwrap_or(base)
+}
+
+/// A model whose block lists can be cached. `#[derive(CachedTransformer)]` (the macros crate)
+/// writes it; a hand-written impl lists the `BlockList` fields.
+pub trait CachedTransformer {
+    /// The model's cached lists, in order.
+    fn cached_lists(&self) -> Vec<CachedListInfo<'_>>;
+    /// How the model's pipeline runs CFG; resolves `enable_separate_cfg: None`.
+    fn cfg_layout(&self) -> CfgLayout {
+        CfgLayout::None
+    }
+}
+
+/// Attaches a cache with `config` to every cached list of `model` (persistent contexts:
+/// transformer-only use; a pipeline calls `refresh_context` before each generation). The
+/// configuration is validated against every list first, so on error nothing is attached.
+pub fn enable_cache<M: CachedTransformer + ?Sized>(
+    model: &M,
+    config: &CacheConfig,
+) -> Result<(), ConfigError> {
+    enable_cache_with(model, |_| config.clone())
+}
+
+/// Like `enable_cache`, with the options of each list chosen by `config_for` (cache-dit's
+/// per-list `ParamsModifier`s build on this).
+pub fn enable_cache_with<M, F>(model: &M, config_for: F) -> Result<(), ConfigError>
+where
+    M: CachedTransformer + ?Sized,
+    F: Fn(&CachedListInfo<'_>) -> CacheConfig,
+{
+    let lists = model.cached_lists();
+    let separate = model.cfg_layout() == CfgLayout::Separate;
+    let mut contexts = Vec::with_capacity(lists.len());
+    for info in &lists {
+        let mut config = config_for(info);
+        config.enable_separate_cfg.get_or_insert(separate);
+        config.validate_for_list(&info.name, info.len)?;
+        contexts.push(CacheContext::new(info.name.clone(), config));
+    }
+    for (info, ctx) in lists.iter().zip(contexts) {
+        info.handle.attach(ctx);
+    }
+    tracing::debug!(lists = lists.len(), "cache enabled");
+    Ok(())
+}
+
+/// Removes every cache context: the model runs its plain loops again.
+pub fn disable_cache<M: CachedTransformer + ?Sized>(model: &M) {
+    for info in model.cached_lists() {
+        info.handle.detach();
+    }
+}
+
+/// Re-creates every context from its initial options: fresh counters, buffers and warmup, as
+/// cache-dit does at the start of each pipeline call.
+pub fn refresh_context<M: CachedTransformer + ?Sized>(model: &M) {
+    for info in model.cached_lists() {
+        info.handle.with_context(CacheContext::reset);
+    }
+}
+
+/// The statistics of every cached list, in order (lists without a cache are skipped).
+pub fn summary<M: CachedTransformer + ?Sized>(model: &M) -> Vec<CacheStats> {
+    model
+        .cached_lists()
+        .iter()
+        .filter_map(|info| {
+            info.handle
+                .with_context(|ctx| CacheStats::from_context(ctx, info.block_type))
+        })
+        .collect()
+}
+
+/// Starts or stops recording a `CallRecord` per call of every cached list.
+pub fn set_tracing<M: CachedTransformer + ?Sized>(model: &M, on: bool) {
+    for info in model.cached_lists() {
+        info.handle.set_tracing(on);
+    }
+}
+
+/// Takes the records of every cached list, in list order, each list's in call order.
+pub fn take_trace<M: CachedTransformer + ?Sized>(model: &M) -> Vec<CallRecord> {
+    model
+        .cached_lists()
+        .iter()
+        .flat_map(|info| info.handle.take_trace())
+        .collect()
+}

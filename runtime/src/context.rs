@@ -1,0 +1,528 @@
+//! `CacheContext`: the decision stream of one block list (spec §3, §4): step counting, CFG
+//! branches, warmup, masks, limits, the diff, refresh, and the stored buffers.
+
+use candle_core::{Result, Tensor};
+
+use crate::block::Streams;
+use crate::config::{CacheConfig, ForceRefreshPolicy, StepsComputationPolicy};
+use crate::diff;
+use crate::store::{MiddleStore, PlainStore};
+
+/// Which of the two calls of a step with separate CFG a call belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Branch {
+    /// The conditional call, or the only call when CFG is not separate.
+    NonCfg,
+    /// The unconditional call of a step with separate CFG.
+    Cfg,
+}
+
+/// Why a call was cached or computed: the answer to "why was this step cached?".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// A warmup step: always computed.
+    Warmup,
+    /// `steps_computation_mask` is 1 at this step.
+    MaskCompute,
+    /// `steps_computation_mask` is 0 under the static policy: cached without a diff.
+    MaskStatic,
+    /// `max_cached_steps` reached.
+    MaxCachedSteps,
+    /// `max_continuous_cached_steps` reached (the streak counter restarts).
+    MaxContinuous,
+    /// `max_accumulated_residual_diff_threshold` reached.
+    MaxAccumulatedDiff,
+    /// `residual_diff_threshold <= 0`: dynamic caching is off.
+    ThresholdDisabled,
+    /// Nothing computed yet in this branch to compare with.
+    NoBuffer,
+    /// The probe's shape differs from the reference (new resolution or batch): diff -2.0.
+    ShapeChanged,
+    /// The diff is not below the threshold.
+    AboveThreshold,
+    /// The diff is below the threshold: cached.
+    BelowThreshold,
+    /// `residual_diff_threshold >= 1`: cached without computing the diff (diff -1.0).
+    AlwaysSimilar,
+    /// The cache decided to reuse, but the stored middle output does not fit this call (a
+    /// stream changed shape): computed instead of reusing a stale buffer.
+    StaleBuffer,
+}
+
+/// The outcome of `can_cache` for one call.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Decision {
+    /// Whether the middle blocks are skipped.
+    pub cached: bool,
+    /// Why.
+    pub reason: Reason,
+    /// The diff recorded for this call, if the call reached the similarity check.
+    pub diff: Option<f64>,
+}
+
+impl Decision {
+    fn compute(reason: Reason) -> Self {
+        Self {
+            cached: false,
+            reason,
+            diff: None,
+        }
+    }
+}
+
+/// What one branch has recorded and stored (cache-dit keeps these twice, plain and `cfg_`).
+pub struct BranchState {
+    /// Pipeline steps at which this branch was cached.
+    pub cached_steps: Vec<usize>,
+    /// The diff recorded per step, first writer wins, in insertion order.
+    pub residual_diffs: Vec<(usize, f64)>,
+    /// Sum of the positive recorded diffs (never reset within a context).
+    pub accumulated_residual_diff: f64,
+    /// The continuous-cached counter of spec §3.3.
+    pub continuous_cached_steps: i64,
+    /// Cached calls over the context's life, surviving force refreshes.
+    pub accumulated_cached_steps: usize,
+    fn_buffer: Option<Reference>,
+    hidden: Box<dyn MiddleStore>,
+    encoder: Box<dyn MiddleStore>,
+}
+
+/// The Fn probe of the last computed call, with its `mean|.|` once known.
+struct Reference {
+    probe: Tensor,
+    mean_abs: Option<f64>,
+}
+
+impl BranchState {
+    fn new(stores: &StoreFactory) -> Self {
+        Self {
+            cached_steps: Vec::new(),
+            residual_diffs: Vec::new(),
+            accumulated_residual_diff: 0.0,
+            continuous_cached_steps: 0,
+            accumulated_cached_steps: 0,
+            fn_buffer: None,
+            hidden: stores(),
+            encoder: stores(),
+        }
+    }
+
+    fn diff_at(&self, step: usize) -> Option<f64> {
+        self.residual_diffs
+            .iter()
+            .find(|(s, _)| *s == step)
+            .map(|(_, d)| *d)
+    }
+}
+
+/// Makes the store of one stream of one branch (plain buffers, or a calibrator).
+pub type StoreFactory = Box<dyn Fn() -> Box<dyn MiddleStore> + Send + Sync>;
+
+/// Why a persistent context refreshed itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefreshReason {
+    /// The step counter passed `num_inference_steps`.
+    NumInferenceSteps,
+    /// `force_refresh_step_hint` was reached.
+    ForceRefreshHint,
+}
+
+/// The per-block-list cache state: one independent decision stream per CFG branch.
+pub struct CacheContext {
+    name: String,
+    init_config: CacheConfig,
+    config: CacheConfig,
+    executed_steps: i64,
+    transformer_executed_steps: i64,
+    accumulated_executed_steps: usize,
+    accumulated_transformer_executed_steps: usize,
+    branches: [BranchState; 2],
+    stores: StoreFactory,
+    hidden_is_residual: bool,
+    encoder_is_residual: bool,
+}
+
+impl CacheContext {
+    /// A fresh context with plain (non-calibrated) residual buffers. `config` must have been
+    /// validated and its `enable_separate_cfg` resolved.
+    pub fn new(name: impl Into<String>, config: CacheConfig) -> Self {
+        Self::with_stores(
+            name,
+            config,
+            Box::new(|| Box::new(PlainStore::default())),
+            true,
+            true,
+        )
+    }
+
+    /// A fresh context whose middle outputs are kept by `stores` (e.g. calibrators), reusing
+    /// residuals or hidden states per stream.
+    pub fn with_stores(
+        name: impl Into<String>,
+        config: CacheConfig,
+        stores: StoreFactory,
+        hidden_is_residual: bool,
+        encoder_is_residual: bool,
+    ) -> Self {
+        let branches = [BranchState::new(&stores), BranchState::new(&stores)];
+        Self {
+            name: name.into(),
+            init_config: config.clone(),
+            config,
+            executed_steps: 0,
+            transformer_executed_steps: 0,
+            accumulated_executed_steps: 0,
+            accumulated_transformer_executed_steps: 0,
+            branches,
+            stores,
+            hidden_is_residual,
+            encoder_is_residual,
+        }
+    }
+
+    /// The context's name (the block list's).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The options in force (a "once" force refresh clears the hint here).
+    pub fn config(&self) -> &CacheConfig {
+        &self.config
+    }
+
+    /// The options the context was created with, used again by every refresh.
+    pub fn init_config(&self) -> &CacheConfig {
+        &self.init_config
+    }
+
+    /// The pipeline step of the current call (`executed_steps - 1`; -1 before the first).
+    pub fn current_step(&self) -> i64 {
+        self.executed_steps - 1
+    }
+
+    /// The index of the current call of this context (-1 before the first).
+    pub fn current_transformer_step(&self) -> i64 {
+        self.transformer_executed_steps - 1
+    }
+
+    /// Pipeline steps over the context's life, surviving force refreshes.
+    pub fn accumulated_executed_steps(&self) -> usize {
+        self.accumulated_executed_steps
+    }
+
+    /// Calls over the context's life, surviving force refreshes.
+    pub fn accumulated_transformer_executed_steps(&self) -> usize {
+        self.accumulated_transformer_executed_steps
+    }
+
+    /// The state of one branch.
+    pub fn branch(&self, b: Branch) -> &BranchState {
+        &self.branches[b as usize]
+    }
+
+    fn separate_cfg(&self) -> bool {
+        self.config.enable_separate_cfg == Some(true)
+    }
+
+    /// Whether the current call is the CFG (unconditional) call of its step.
+    pub fn is_cfg_call(&self) -> bool {
+        if !self.separate_cfg() {
+            return false;
+        }
+        let t = self.current_transformer_step();
+        if self.config.cfg_compute_first {
+            t % 2 == 0
+        } else {
+            t % 2 != 0
+        }
+    }
+
+    /// The branch of the current call.
+    pub fn active_branch(&self) -> Branch {
+        if self.is_cfg_call() {
+            Branch::Cfg
+        } else {
+            Branch::NonCfg
+        }
+    }
+
+    fn active(&mut self) -> &mut BranchState {
+        let b = self.active_branch();
+        &mut self.branches[b as usize]
+    }
+
+    /// Re-creates the context from its initial options, as a pipeline call does upstream.
+    pub fn reset(&mut self) {
+        let stores = std::mem::replace(&mut self.stores, Box::new(|| Box::new(PlainStore::default())));
+        *self = Self::with_stores(
+            std::mem::take(&mut self.name),
+            self.init_config.clone(),
+            stores,
+            self.hidden_is_residual,
+            self.encoder_is_residual,
+        );
+    }
+
+    /// Persistent-mode refresh, run at the top of every call (spec §3.4). Note the upstream
+    /// quirk reproduced here: `current_step` has not advanced yet, so the `num_inference_steps`
+    /// refresh fires one call late (period N + 1).
+    pub fn maybe_refresh(&mut self) -> Option<RefreshReason> {
+        let reason = if self
+            .config
+            .num_inference_steps
+            .is_some_and(|n| self.current_step() >= n as i64)
+        {
+            RefreshReason::NumInferenceSteps
+        } else if self
+            .config
+            .force_refresh_step_hint
+            .is_some_and(|h| self.current_transformer_step() == h as i64 - 1)
+        {
+            RefreshReason::ForceRefreshHint
+        } else {
+            return None;
+        };
+        tracing::debug!(context = %self.name, ?reason, "refreshing cache context");
+        let policy = self.config.force_refresh_step_policy;
+        let carried = (
+            self.accumulated_executed_steps,
+            self.accumulated_transformer_executed_steps,
+            self.branches
+                .iter()
+                .map(|b| {
+                    (
+                        b.accumulated_cached_steps,
+                        b.cached_steps.clone(),
+                        b.residual_diffs.clone(),
+                    )
+                })
+                .collect::<Vec<_>>(),
+        );
+        self.reset();
+        if reason == RefreshReason::ForceRefreshHint {
+            let (exec, texec, branches) = carried;
+            self.accumulated_executed_steps = exec;
+            self.accumulated_transformer_executed_steps = texec;
+            for (state, (acc, steps, diffs)) in self.branches.iter_mut().zip(branches) {
+                state.accumulated_cached_steps = acc;
+                state.cached_steps = steps;
+                state.residual_diffs = diffs;
+            }
+            if policy == ForceRefreshPolicy::Once {
+                self.config.force_refresh_step_hint = None;
+            }
+        }
+        Some(reason)
+    }
+
+    /// Advances the counters; called once per call, after the Fn blocks (spec §3.2).
+    pub fn mark_step_begin(&mut self) {
+        self.transformer_executed_steps += 1;
+        self.accumulated_transformer_executed_steps += 1;
+        let counts_step = !self.separate_cfg() || (self.is_cfg_call() == self.config.cfg_compute_first);
+        if counts_step {
+            self.executed_steps += 1;
+            self.accumulated_executed_steps += 1;
+        }
+        if self.current_transformer_step() == 0 {
+            for b in &mut self.branches {
+                b.cached_steps.clear();
+                b.residual_diffs.clear();
+                b.hidden.reset();
+                b.encoder.reset();
+            }
+        }
+        let active = self.active();
+        active.hidden.mark_step_begin();
+        active.encoder.mark_step_begin();
+    }
+
+    fn step(&self) -> usize {
+        self.current_step().max(0) as usize
+    }
+
+    /// Records a diff for the current step of the active branch, first writer wins (§3.3).
+    fn add_residual_diff(&mut self, diff: f64) {
+        let step = self.step();
+        let b = self.active();
+        if b.diff_at(step).is_none() {
+            b.residual_diffs.push((step, diff));
+            if diff > 0.0 {
+                b.accumulated_residual_diff += diff;
+            }
+        }
+    }
+
+    /// Marks the current call as cached and updates the continuous streak (§3.3).
+    pub fn add_cached_step(&mut self) {
+        let step = self.step();
+        let restart = self.config.restart_continuous_streak;
+        let b = self.active();
+        match b.cached_steps.last() {
+            Some(&prev) if step == prev + 1 => {
+                b.continuous_cached_steps += if b.continuous_cached_steps == 0 { 2 } else { 1 };
+            }
+            Some(_) if restart => b.continuous_cached_steps = 1,
+            Some(_) => {}
+            None => b.continuous_cached_steps += 1,
+        }
+        b.cached_steps.push(step);
+        b.accumulated_cached_steps += 1;
+    }
+
+    /// Decides whether the current call may reuse the cache, in cache-dit's order (§4.2).
+    pub fn can_cache(&mut self, probe: &Tensor) -> Result<Decision> {
+        let step = self.step();
+        let cfg = &self.config;
+        if cfg.is_warmup_step(step) {
+            return Ok(Decision::compute(Reason::Warmup));
+        }
+        if let Some(mask) = &cfg.steps_computation_mask {
+            if mask.get(step) == Some(&1) {
+                return Ok(Decision::compute(Reason::MaskCompute));
+            }
+            if cfg.steps_computation_policy == StepsComputationPolicy::Static {
+                return Ok(Decision {
+                    cached: true,
+                    reason: Reason::MaskStatic,
+                    diff: None,
+                });
+            }
+        }
+        let (max_cached, max_continuous) = (cfg.max_cached_steps, cfg.max_continuous_cached_steps);
+        let max_acc = cfg.max_accumulated_residual_diff_threshold;
+        let threshold = cfg.residual_diff_threshold;
+        let reuse_non_cfg_diff = self.separate_cfg() && self.is_cfg_call() && !cfg.cfg_diff_compute_separate;
+        let non_cfg_diff = self.branches[Branch::NonCfg as usize].diff_at(step);
+        let b = self.active();
+        if max_cached >= 0 && b.cached_steps.len() as i64 >= max_cached {
+            return Ok(Decision::compute(Reason::MaxCachedSteps));
+        }
+        if max_continuous >= 0 && b.continuous_cached_steps >= max_continuous {
+            b.continuous_cached_steps = 0;
+            return Ok(Decision::compute(Reason::MaxContinuous));
+        }
+        if let Some(a) = max_acc
+            && a > 0.0
+            && b.accumulated_residual_diff >= a
+        {
+            return Ok(Decision::compute(Reason::MaxAccumulatedDiff));
+        }
+        if threshold <= 0.0 {
+            return Ok(Decision::compute(Reason::ThresholdDisabled));
+        }
+        let Some(reference) = b.fn_buffer.as_mut() else {
+            return Ok(Decision::compute(Reason::NoBuffer));
+        };
+        // cache-dit's `similarity`: sentinels for the cases that skip the tensor math.
+        let (diff, reason_if_cached) = if threshold >= 1.0 {
+            (-1.0, Reason::AlwaysSimilar)
+        } else if reference.probe.shape() != probe.shape() {
+            (-2.0, Reason::ShapeChanged)
+        } else if let (true, Some(d)) = (reuse_non_cfg_diff, non_cfg_diff) {
+            (d, Reason::BelowThreshold)
+        } else {
+            let mean_abs = match reference.mean_abs {
+                Some(m) => m,
+                None => {
+                    let m = diff::mean_abs(&reference.probe)?;
+                    reference.mean_abs = Some(m);
+                    m
+                }
+            };
+            (
+                diff::relative_l1(&reference.probe, probe, Some(mean_abs))?,
+                Reason::BelowThreshold,
+            )
+        };
+        self.add_residual_diff(diff);
+        let decision = match reason_if_cached {
+            Reason::AlwaysSimilar => Decision {
+                cached: true,
+                reason: Reason::AlwaysSimilar,
+                diff: Some(diff),
+            },
+            Reason::ShapeChanged => Decision {
+                cached: false,
+                reason: Reason::ShapeChanged,
+                diff: Some(diff),
+            },
+            _ if diff < threshold => Decision {
+                cached: true,
+                reason: Reason::BelowThreshold,
+                diff: Some(diff),
+            },
+            _ => Decision {
+                cached: false,
+                reason: Reason::AboveThreshold,
+                diff: Some(diff),
+            },
+        };
+        Ok(decision)
+    }
+
+    /// Stores the Fn probe of a computed call as the reference for later diffs.
+    pub fn set_fn_buffer(&mut self, probe: Tensor) {
+        self.active().fn_buffer = Some(Reference {
+            probe,
+            mean_abs: None,
+        });
+    }
+
+    /// Stores what a computed call's middle blocks did: their residual (or output) for the
+    /// hidden stream and, when present, the encoder stream. `before`/`after` are the streams
+    /// entering and leaving the middle blocks.
+    pub fn set_middle(&mut self, before: &Streams, after: &Streams) -> Result<()> {
+        let hidden = if self.hidden_is_residual {
+            (&after.hidden - &before.hidden)?
+        } else {
+            after.hidden.clone()
+        };
+        let encoder = match (&after.encoder, &before.encoder) {
+            (Some(e), Some(e0)) if self.encoder_is_residual => Some((e - e0)?),
+            (Some(e), Some(_)) => Some(e.clone()),
+            _ => None,
+        };
+        let b = self.active();
+        b.hidden.update(hidden)?;
+        if let Some(e) = encoder {
+            b.encoder.update(e)?;
+        }
+        Ok(())
+    }
+
+    /// Whether the stored middle output fits streams shaped like `s` (a stale buffer after a
+    /// resolution or prompt-length change must never be reused).
+    pub fn cache_fits(&self, s: &Streams) -> bool {
+        let b = self.branch(self.active_branch());
+        let hidden_ok = b.hidden.shape() == Some(s.hidden.shape());
+        let encoder_ok = match (&s.encoder, b.encoder.shape()) {
+            (Some(e), Some(shape)) => e.shape() == shape,
+            _ => true,
+        };
+        hidden_ok && encoder_ok
+    }
+
+    /// Reuses the stored (or forecast) middle output on the streams leaving the Fn blocks
+    /// (spec §4.7). Call `cache_fits` first.
+    pub fn apply_cache(&mut self, s: Streams) -> Result<Streams> {
+        let (hidden_res, encoder_res) = (self.hidden_is_residual, self.encoder_is_residual);
+        let b = self.active();
+        let stored = b
+            .hidden
+            .approximate()?
+            .ok_or_else(|| candle_core::Error::Msg("no stored middle output to reuse".into()))?;
+        let hidden = if hidden_res { (stored + &s.hidden)? } else { stored };
+        let encoder = match s.encoder {
+            Some(e) => match b.encoder.approximate()? {
+                Some(prev) if encoder_res => Some((prev + e)?),
+                Some(prev) => Some(prev),
+                None => Some(e),
+            },
+            None => None,
+        };
+        Ok(Streams { hidden, encoder })
+    }
+}

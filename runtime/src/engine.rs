@@ -1,0 +1,90 @@
+//! The DBCache forward of one cached list (spec §1.4, §1.5): Fn blocks, the decision, then the
+//! middle blocks or the cache, then Bn blocks. The same code serves all six patterns because
+//! `CachedBlock` normalises how each pattern moves the encoder stream.
+
+use candle_core::Result;
+
+use crate::block::{BlockRunner, Streams};
+use crate::context::{Branch, CacheContext, Decision, Reason, RefreshReason};
+
+/// What happened in one call of a cached list: one line of a trace.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct CallRecord {
+    /// The context (block list) name.
+    pub list: String,
+    /// The call's index over the context's life (`accumulated_transformer_executed_steps - 1`).
+    pub call: usize,
+    /// The pipeline step the call counted as.
+    pub step: usize,
+    /// The CFG branch.
+    pub branch: Branch,
+    /// Whether the middle blocks were skipped.
+    pub cached: bool,
+    /// Why.
+    pub reason: Reason,
+    /// The diff recorded, if the call reached the similarity check.
+    pub diff: Option<f64>,
+    /// The threshold in force.
+    pub threshold: f64,
+    /// Whether the context refreshed itself at the start of this call.
+    pub refreshed: Option<&'static str>,
+}
+
+/// Runs one call of a cached list under `ctx`.
+pub fn forward(
+    ctx: &mut CacheContext,
+    runner: &dyn BlockRunner,
+    s: Streams,
+) -> Result<(Streams, CallRecord)> {
+    let refreshed = ctx.maybe_refresh();
+    let n = runner.len();
+    let f = ctx.config().fn_compute_blocks.min(n);
+    let b = ctx.config().bn_compute_blocks.min(n - f);
+
+    let h_in = s.hidden.clone();
+    let s = runner.run(0..f, s)?;
+    // cache-dit's context-parallel case: when the Fn blocks change the hidden shape the probe is
+    // their output itself rather than a residual.
+    let probe = if s.hidden.shape() == h_in.shape() {
+        (&s.hidden - &h_in)?
+    } else {
+        s.hidden.clone()
+    };
+    ctx.mark_step_begin();
+    let mut decision = ctx.can_cache(&probe)?;
+    if decision.cached && !ctx.cache_fits(&s) {
+        decision = Decision {
+            cached: false,
+            reason: Reason::StaleBuffer,
+            diff: decision.diff,
+        };
+    }
+    let s = if decision.cached {
+        ctx.add_cached_step();
+        ctx.apply_cache(s)?
+    } else {
+        ctx.set_fn_buffer(probe);
+        let before = s.clone();
+        let after = runner.run(f..n - b, s)?;
+        ctx.set_middle(&before, &after)?;
+        after
+    };
+    let s = runner.run(n - b..n, s)?;
+
+    let record = CallRecord {
+        list: ctx.name().to_string(),
+        call: ctx.accumulated_transformer_executed_steps().saturating_sub(1),
+        step: ctx.current_step().max(0) as usize,
+        branch: ctx.active_branch(),
+        cached: decision.cached,
+        reason: decision.reason,
+        diff: decision.diff,
+        threshold: ctx.config().residual_diff_threshold,
+        refreshed: refreshed.map(|r| match r {
+            RefreshReason::NumInferenceSteps => "num_inference_steps",
+            RefreshReason::ForceRefreshHint => "force_refresh_step_hint",
+        }),
+    };
+    tracing::trace!(list = %record.list, step = record.step, cached = record.cached, reason = ?record.reason, diff = ?record.diff, "cache decision");
+    Ok((s, record))
+}

@@ -1,0 +1,35 @@
+//! The cachedit runtime: the block contract, the DBCache engine, configs, statistics.
+//!
+//! A model keeps each list of transformer blocks as a [`BlockList`] and calls its
+//! [`BlockList::forward`] instead of looping over the blocks. Without a cache that is the plain
+//! loop; after [`enable_cache`] it is the DBCache engine, which decides per call whether the
+//! middle blocks can be skipped by reusing their residual from the last computed call, deciding
+//! exactly as the Python library cache-dit does on the same inputs.
+
+pub mod api;
+pub mod block;
+pub mod config;
+pub mod context;
+pub mod diff;
+pub mod engine;
+pub mod error;
+pub mod handle;
+pub mod mask;
+pub mod naming;
+pub mod pattern;
+pub mod stats;
+pub mod store;
+
+pub use api::{
+    CachedListInfo, CachedTransformer, CfgLayout, disable_cache, enable_cache, enable_cache_with,
+    refresh_context, set_tracing, summary, take_trace,
+};
+pub use block::{BlockList, BlockRunner, CachedBlock, Chain, Streams};
+pub use config::{CacheConfig, CacheType, ForceRefreshPolicy, StepsComputationPolicy};
+pub use context::{Branch, CacheContext, Decision, Reason};
+pub use engine::CallRecord;
+pub use error::{ConfigError, MaskError};
+pub use handle::CacheHandle;
+pub use mask::{MaskPolicy, steps_mask, steps_mask_from_bins};
+pub use pattern::ForwardPattern;
+pub use stats::{CacheStats, DiffStatistics, render_summary};

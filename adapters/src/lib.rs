@@ -1,0 +1,1 @@
+//! Candle models of the DiT families cachedit supports, built on shared block designs.

@@ -1,0 +1,1 @@
+//! Parsing, validation and generation behind cachedit's proc macros.

@@ -1,0 +1,1 @@
+//! Proc macros of cachedit (thin shims over `cachedit-codegen`).

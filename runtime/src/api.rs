@@ -6,6 +6,7 @@ use crate::context::CacheContext;
 use crate::engine::CallRecord;
 use crate::error::ConfigError;
 use crate::handle::CacheHandle;
+use crate::modifier::ParamsModifier;
 use crate::pattern::ForwardPattern;
 use crate::stats::CacheStats;
 
@@ -103,6 +104,46 @@ where
     }
     tracing::debug!(lists = lists.len(), "cache enabled");
     Ok(())
+}
+
+/// Everything `enable_cache_with_options` needs: the shared config and per-list overrides.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CacheOptions {
+    /// The config of every list without an override.
+    pub cache: CacheConfig,
+    /// Per-list overrides (cache-dit's `ParamsModifier`s), matched by list name.
+    pub modifiers: Vec<ParamsModifier>,
+}
+
+impl From<CacheConfig> for CacheOptions {
+    fn from(cache: CacheConfig) -> Self {
+        Self {
+            cache,
+            modifiers: Vec::new(),
+        }
+    }
+}
+
+/// Attaches caches configured by `options`: each list gets the shared config with the fields
+/// of its modifier (if any) overriding. A modifier naming no list of the model is an error.
+pub fn enable_cache_with_options<M: CachedTransformer + ?Sized>(
+    model: &M,
+    options: &CacheOptions,
+) -> Result<(), ConfigError> {
+    let known: Vec<String> = model.cached_lists().into_iter().map(|l| l.name).collect();
+    if let Some(m) = options.modifiers.iter().find(|m| !known.contains(&m.list)) {
+        return Err(ConfigError::UnknownBlockList {
+            list: m.list.clone(),
+            known,
+        });
+    }
+    enable_cache_with(model, |info| {
+        let mut config = options.cache.clone();
+        for m in options.modifiers.iter().filter(|m| m.list == info.name) {
+            m.cache.apply(&mut config);
+        }
+        config
+    })
 }
 
 /// Removes every cache context: the model runs its plain loops again.

@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod block;
+pub mod calibrator_config;
 pub mod config;
 pub mod context;
 pub mod diff;
@@ -15,21 +16,24 @@ pub mod engine;
 pub mod error;
 pub mod handle;
 pub mod mask;
+pub mod modifier;
 pub mod naming;
 pub mod pattern;
 pub mod stats;
 pub mod store;
 
 pub use api::{
-    CachedListInfo, CachedTransformer, CfgLayout, disable_cache, enable_cache, enable_cache_with,
-    refresh_context, set_tracing, summary, take_trace,
+    CacheOptions, CachedListInfo, CachedTransformer, CfgLayout, disable_cache, enable_cache,
+    enable_cache_with, enable_cache_with_options, refresh_context, set_tracing, summary, take_trace,
 };
 pub use block::{BlockList, BlockRunner, CachedBlock, Chain, Streams};
+pub use calibrator_config::{CalibratorCacheType, CalibratorConfig, CalibratorKind};
 pub use config::{CacheConfig, CacheType, ForceRefreshPolicy, StepsComputationPolicy};
 pub use context::{Branch, CacheContext, Decision, Reason};
 pub use engine::CallRecord;
 pub use error::{ConfigError, MaskError};
 pub use handle::CacheHandle;
 pub use mask::{MaskPolicy, steps_mask, steps_mask_from_bins};
+pub use modifier::{CacheConfigPatch, ParamsModifier};
 pub use pattern::ForwardPattern;
 pub use stats::{CacheStats, DiffStatistics, render_summary};

@@ -10,11 +10,16 @@
 //! println!("{}", render_summary(&summary(&model)));
 //! ```
 
+// Generated code names this crate `::cachedit`, which then also works inside it.
+extern crate self as cachedit;
+
+pub use cachedit_macros::{CachedTransformer, block_adapter, patch_functor};
 pub use cachedit_runtime as runtime;
 pub use cachedit_runtime::*;
 
 /// The names most users need.
 pub mod prelude {
+    pub use cachedit_macros::{CachedTransformer, block_adapter, patch_functor};
     pub use cachedit_runtime::{
         BlockList, CacheConfig, CachedBlock, CachedTransformer, ForwardPattern, Streams, disable_cache,
         enable_cache, refresh_context, render_summary, summary,

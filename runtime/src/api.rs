@@ -71,16 +71,35 @@ pub trait CachedTransformer {
     fn cfg_layout(&self) -> CfgLayout {
         CfgLayout::None
     }
+    /// The model's own per-list overrides, used when `enable_cache` is given none (cache-dit's
+    /// registered `params_modifiers`).
+    fn default_modifiers(&self) -> Vec<ParamsModifier> {
+        Vec::new()
+    }
+}
+
+/// An optional transformer (Wan 2.2's `transformer_2`) has the lists of the one it holds, if any.
+impl<T: CachedTransformer> CachedTransformer for Option<T> {
+    fn cached_lists(&self) -> Vec<CachedListInfo<'_>> {
+        self.as_ref().map(T::cached_lists).unwrap_or_default()
+    }
+    fn cfg_layout(&self) -> CfgLayout {
+        self.as_ref().map(T::cfg_layout).unwrap_or_default()
+    }
+    fn default_modifiers(&self) -> Vec<ParamsModifier> {
+        self.as_ref().map(T::default_modifiers).unwrap_or_default()
+    }
 }
 
 /// Attaches a cache with `config` to every cached list of `model` (persistent contexts:
-/// transformer-only use; a pipeline calls `refresh_context` before each generation). The
-/// configuration is validated against every list first, so on error nothing is attached.
+/// transformer-only use; a pipeline calls `refresh_context` before each generation), with the
+/// model's `default_modifiers` applied. The configuration is validated against every list
+/// first, so on error nothing is attached.
 pub fn enable_cache<M: CachedTransformer + ?Sized>(
     model: &M,
     config: &CacheConfig,
 ) -> Result<(), ConfigError> {
-    enable_cache_with(model, |_| config.clone())
+    enable_cache_with_options(model, &CacheOptions::from(config.clone()))
 }
 
 /// Like `enable_cache`, with the options of each list chosen by `config_for` (cache-dit's
@@ -125,13 +144,22 @@ impl From<CacheConfig> for CacheOptions {
 }
 
 /// Attaches caches configured by `options`: each list gets the shared config with the fields
-/// of its modifier (if any) overriding. A modifier naming no list of the model is an error.
+/// of its modifier (if any) overriding. Without modifiers, the model's `default_modifiers`
+/// apply (given modifiers replace them, as in cache-dit). A modifier naming no list of the
+/// model is an error.
 pub fn enable_cache_with_options<M: CachedTransformer + ?Sized>(
     model: &M,
     options: &CacheOptions,
 ) -> Result<(), ConfigError> {
+    let defaults;
+    let modifiers = if options.modifiers.is_empty() {
+        defaults = model.default_modifiers();
+        &defaults
+    } else {
+        &options.modifiers
+    };
     let known: Vec<String> = model.cached_lists().into_iter().map(|l| l.name).collect();
-    if let Some(m) = options.modifiers.iter().find(|m| !known.contains(&m.list)) {
+    if let Some(m) = modifiers.iter().find(|m| !known.contains(&m.list)) {
         return Err(ConfigError::UnknownBlockList {
             list: m.list.clone(),
             known,
@@ -139,7 +167,7 @@ pub fn enable_cache_with_options<M: CachedTransformer + ?Sized>(
     }
     enable_cache_with(model, |info| {
         let mut config = options.cache.clone();
-        for m in options.modifiers.iter().filter(|m| m.list == info.name) {
+        for m in modifiers.iter().filter(|m| m.list == info.name) {
             m.cache.apply(&mut config);
         }
         config

@@ -1,0 +1,210 @@
+//! Generate the `CachedTransformer` impl from a validated `Plan`.
+
+use proc_macro2::TokenStream;
+use quote::quote;
+use syn::DeriveInput;
+
+use crate::paths::CratePath;
+use crate::transformer::attrs::Modify;
+use crate::transformer::model::{Entry, EntryKind, Plan};
+
+/// The impl, plus a compile-time check that chained lists share a pattern.
+pub(crate) fn expand(input: &DeriveInput, plan: &Plan, paths: &CratePath) -> TokenStream {
+    let rt = paths.rt();
+    let name = &input.ident;
+    let (impl_generics, ty_generics, where_clause) = input.generics.split_for_impl();
+    let lists = cached_lists(plan, rt);
+    let cfg = plan.container.cfg.as_ref().map(|layout| {
+        quote! {
+            fn cfg_layout(&self) -> #rt::CfgLayout {
+                #rt::CfgLayout::#layout
+            }
+        }
+    });
+    let modifiers = default_modifiers(plan, rt);
+    let checks = plan.entries.iter().filter_map(|e| pattern_check(e, rt));
+    quote! {
+        #[automatically_derived]
+        impl #impl_generics #rt::CachedTransformer for #name #ty_generics #where_clause {
+            #lists
+            #cfg
+            #modifiers
+        }
+        #(#checks)*
+    }
+}
+
+/// A stand-in impl emitted next to the errors, so uses of the model do not add errors of their
+/// own (thiserror's fallback).
+pub(crate) fn fallback(input: &DeriveInput, paths: &CratePath) -> TokenStream {
+    let rt = paths.rt();
+    let name = &input.ident;
+    let (impl_generics, ty_generics, where_clause) = input.generics.split_for_impl();
+    quote! {
+        #[automatically_derived]
+        impl #impl_generics #rt::CachedTransformer for #name #ty_generics #where_clause {
+            fn cached_lists(&self) -> Vec<#rt::CachedListInfo<'_>> {
+                Vec::new()
+            }
+        }
+    }
+}
+
+fn cached_lists(plan: &Plan, rt: &TokenStream) -> TokenStream {
+    let info = |e: &Entry| {
+        let (field, name) = (&e.field, &e.name);
+        let of = quote!(#rt::CachedListInfo::of(#name, &self.#field));
+        match &e.kind {
+            EntryKind::Chain { next, .. } => quote! {
+                #rt::CachedListInfo {
+                    len: self.#field.len() + self.#next.len(),
+                    ..#of
+                }
+            },
+            _ => of,
+        }
+    };
+    let body = if plan.entries.iter().all(|e| !matches!(e.kind, EntryKind::Nested)) {
+        let infos = plan.entries.iter().map(info);
+        quote!(vec![#(#infos),*])
+    } else {
+        let steps = plan.entries.iter().map(|e| match e.kind {
+            EntryKind::Nested => {
+                let field = &e.field;
+                let prefix = format!("{}.{{}}", e.name);
+                quote! {
+                    lists.extend(
+                        #rt::CachedTransformer::cached_lists(&self.#field)
+                            .into_iter()
+                            .map(|mut list| {
+                                list.name = format!(#prefix, list.name);
+                                list
+                            }),
+                    );
+                }
+            }
+            _ => {
+                let info = info(e);
+                quote!(lists.push(#info);)
+            }
+        });
+        quote! {
+            let mut lists = Vec::new();
+            #(#steps)*
+            lists
+        }
+    };
+    quote! {
+        fn cached_lists(&self) -> Vec<#rt::CachedListInfo<'_>> {
+            #body
+        }
+    }
+}
+
+fn default_modifiers(plan: &Plan, rt: &TokenStream) -> Option<TokenStream> {
+    let nested = plan
+        .entries
+        .iter()
+        .any(|e| matches!(e.kind, EntryKind::Nested));
+    if !nested && plan.entries.iter().all(|e| e.modify.is_none()) {
+        return None;
+    }
+    let body = if nested {
+        let steps = plan.entries.iter().map(|e| nested_modifiers(e, rt));
+        quote! {
+            let mut modifiers = Vec::new();
+            #(#steps)*
+            modifiers
+        }
+    } else {
+        let modifiers = plan.entries.iter().filter_map(|e| {
+            let name = &e.name;
+            e.modify.as_ref().map(|m| modifier(m, quote!(#name), rt))
+        });
+        quote!(vec![#(#modifiers),*])
+    };
+    Some(quote! {
+        fn default_modifiers(&self) -> Vec<#rt::ParamsModifier> {
+            #body
+        }
+    })
+}
+
+/// The modifiers one entry adds when the struct has nested transformers.
+fn nested_modifiers(e: &Entry, rt: &TokenStream) -> TokenStream {
+    let (field, name) = (&e.field, &e.name);
+    match (&e.kind, &e.modify) {
+        (EntryKind::Nested, modify) => {
+            let prefix = format!("{name}.{{}}");
+            let inner = quote! {
+                modifiers.extend(
+                    #rt::CachedTransformer::default_modifiers(&self.#field)
+                        .into_iter()
+                        .map(|mut modifier| {
+                            modifier.list = format!(#prefix, modifier.list);
+                            modifier
+                        }),
+                );
+            };
+            let outer = modify.as_ref().map(|m| {
+                let modifier = modifier(m, quote!(format!(#prefix, list.name)), rt);
+                quote! {
+                    modifiers.extend(
+                        #rt::CachedTransformer::cached_lists(&self.#field)
+                            .into_iter()
+                            .map(|list| #modifier),
+                    );
+                }
+            });
+            quote!(#inner #outer)
+        }
+        (_, Some(m)) => {
+            let modifier = modifier(m, quote!(#name), rt);
+            quote!(modifiers.push(#modifier);)
+        }
+        (_, None) => TokenStream::new(),
+    }
+}
+
+/// `ParamsModifier { cache: CacheConfigPatch { .. }, ..ParamsModifier::new(list) }`.
+fn modifier(m: &Modify, list: TokenStream, rt: &TokenStream) -> TokenStream {
+    let cache = (!m.cache.is_empty()).then(|| {
+        let fields = m.cache.iter().map(|(k, v)| quote!(#k: Some(#v)));
+        quote! {
+            cache: #rt::CacheConfigPatch {
+                #(#fields,)*
+                ..Default::default()
+            },
+        }
+    });
+    let calibrator = m.calibrator.as_ref().map(|c| quote!(calibrator: Some(#c),));
+    quote! {
+        #rt::ParamsModifier {
+            #cache
+            #calibrator
+            ..#rt::ParamsModifier::new(#list)
+        }
+    }
+}
+
+/// `const _: () = assert!(..)` that a chain's two block types have the same pattern.
+fn pattern_check(e: &Entry, rt: &TokenStream) -> Option<TokenStream> {
+    let EntryKind::Chain {
+        next,
+        blocks: Some((a, b)),
+    } = &e.kind
+    else {
+        return None;
+    };
+    let message = format!(
+        "`{}` and `{next}` are chained into one cached list, so their blocks must have the same \
+         forward pattern",
+        e.field
+    );
+    Some(quote! {
+        const _: () = assert!(
+            <#a as #rt::CachedBlock>::PATTERN as u8 == <#b as #rt::CachedBlock>::PATTERN as u8,
+            #message
+        );
+    })
+}

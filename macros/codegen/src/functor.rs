@@ -91,7 +91,7 @@ fn generate(
         #vis struct #wrapper(#vis #inner);
 
         #[automatically_derived]
-        impl ::core::convert::From<#inner> for #wrapper {
+        impl From<#inner> for #wrapper {
             fn from(block: #inner) -> Self {
                 Self(block)
             }

@@ -100,7 +100,7 @@ fn cached_block_impl(
             );
             quote! {
                 let Some(encoder) = streams.encoder else {
-                    #candle::bail!(#message);
+                    bail!(#message);
                 };
             }
         }
@@ -168,22 +168,33 @@ fn cached_block_impl(
     } else {
         quote!(_index)
     };
+    let candle_items = if take_encoder.is_empty() {
+        quote!(Result)
+    } else {
+        quote!({bail, Result})
+    };
+    // In an anonymous const, so the imports that keep it readable stay private to it.
     quote! {
-        #[automatically_derived]
-        impl #rt::CachedBlock for #self_ty {
-            const PATTERN: #rt::ForwardPattern = #rt::ForwardPattern::#pattern;
-            type Args<'a> = #args_ty;
+        const _: () = {
+            use #rt::{CachedBlock, ForwardPattern, Streams};
+            use #candle::#candle_items;
 
-            fn forward_streams(
-                &self,
-                streams: #rt::Streams,
-                #args_param: &Self::Args<'_>,
-                #index_param: usize,
-            ) -> #candle::Result<#rt::Streams> {
-                #take_encoder
-                let #bind = #call #question;
-                Ok(#rt::Streams { hidden, #encoder_field })
+            #[automatically_derived]
+            impl CachedBlock for #self_ty {
+                const PATTERN: ForwardPattern = ForwardPattern::#pattern;
+                type Args<'a> = #args_ty;
+
+                fn forward_streams(
+                    &self,
+                    streams: Streams,
+                    #args_param: &Self::Args<'_>,
+                    #index_param: usize,
+                ) -> Result<Streams> {
+                    #take_encoder
+                    let #bind = #call #question;
+                    Ok(Streams { hidden, #encoder_field })
+                }
             }
-        }
+        };
     }
 }

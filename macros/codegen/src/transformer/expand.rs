@@ -13,24 +13,42 @@ pub(crate) fn expand(input: &DeriveInput, plan: &Plan, paths: &CratePath) -> Tok
     let rt = paths.rt();
     let name = &input.ident;
     let (impl_generics, ty_generics, where_clause) = input.generics.split_for_impl();
-    let lists = cached_lists(plan, rt);
+    let lists = cached_lists(plan);
     let cfg = plan.container.cfg.as_ref().map(|layout| {
         quote! {
-            fn cfg_layout(&self) -> #rt::CfgLayout {
-                #rt::CfgLayout::#layout
+            fn cfg_layout(&self) -> CfgLayout {
+                CfgLayout::#layout
             }
         }
     });
-    let modifiers = default_modifiers(plan, rt);
-    let checks = plan.entries.iter().filter_map(|e| pattern_check(e, rt));
+    let modifiers = default_modifiers(plan);
+    let checks: Vec<_> = plan.entries.iter().filter_map(pattern_check).collect();
+    let mut imports = vec![quote!(CachedListInfo), quote!(CachedTransformer)];
+    if !checks.is_empty() {
+        imports.push(quote!(CachedBlock));
+    }
+    if cfg.is_some() {
+        imports.push(quote!(CfgLayout));
+    }
+    if modifiers.is_some() {
+        imports.push(quote!(ParamsModifier));
+    }
+    if plan.entries.iter().any(|e| e.modify.as_ref().is_some_and(|m| !m.cache.is_empty())) {
+        imports.push(quote!(CacheConfigPatch));
+    }
+    // In an anonymous const, so the imports that keep it readable stay private to it.
     quote! {
-        #[automatically_derived]
-        impl #impl_generics #rt::CachedTransformer for #name #ty_generics #where_clause {
-            #lists
-            #cfg
-            #modifiers
-        }
-        #(#checks)*
+        const _: () = {
+            use #rt::{#(#imports),*};
+
+            #[automatically_derived]
+            impl #impl_generics CachedTransformer for #name #ty_generics #where_clause {
+                #lists
+                #cfg
+                #modifiers
+            }
+            #(#checks)*
+        };
     }
 }
 
@@ -50,13 +68,13 @@ pub(crate) fn fallback(input: &DeriveInput, paths: &CratePath) -> TokenStream {
     }
 }
 
-fn cached_lists(plan: &Plan, rt: &TokenStream) -> TokenStream {
+fn cached_lists(plan: &Plan) -> TokenStream {
     let info = |e: &Entry| {
         let (field, name) = (&e.field, &e.name);
-        let of = quote!(#rt::CachedListInfo::of(#name, &self.#field));
+        let of = quote!(CachedListInfo::of(#name, &self.#field));
         match &e.kind {
             EntryKind::Chain { next, .. } => quote! {
-                #rt::CachedListInfo {
+                CachedListInfo {
                     len: self.#field.len() + self.#next.len(),
                     ..#of
                 }
@@ -66,7 +84,7 @@ fn cached_lists(plan: &Plan, rt: &TokenStream) -> TokenStream {
     };
     let body = if plan.entries.iter().all(|e| !matches!(e.kind, EntryKind::Nested)) {
         let infos = plan.entries.iter().map(info);
-        quote!(vec![#(#infos),*])
+        quote!(Vec::from([#(#infos),*]))
     } else {
         let steps = plan.entries.iter().map(|e| match e.kind {
             EntryKind::Nested => {
@@ -74,7 +92,7 @@ fn cached_lists(plan: &Plan, rt: &TokenStream) -> TokenStream {
                 let prefix = format!("{}.{{}}", e.name);
                 quote! {
                     lists.extend(
-                        #rt::CachedTransformer::cached_lists(&self.#field)
+                        CachedTransformer::cached_lists(&self.#field)
                             .into_iter()
                             .map(|mut list| {
                                 list.name = format!(#prefix, list.name);
@@ -95,13 +113,13 @@ fn cached_lists(plan: &Plan, rt: &TokenStream) -> TokenStream {
         }
     };
     quote! {
-        fn cached_lists(&self) -> Vec<#rt::CachedListInfo<'_>> {
+        fn cached_lists(&self) -> Vec<CachedListInfo<'_>> {
             #body
         }
     }
 }
 
-fn default_modifiers(plan: &Plan, rt: &TokenStream) -> Option<TokenStream> {
+fn default_modifiers(plan: &Plan) -> Option<TokenStream> {
     let nested = plan
         .entries
         .iter()
@@ -110,7 +128,7 @@ fn default_modifiers(plan: &Plan, rt: &TokenStream) -> Option<TokenStream> {
         return None;
     }
     let body = if nested {
-        let steps = plan.entries.iter().map(|e| nested_modifiers(e, rt));
+        let steps = plan.entries.iter().map(nested_modifiers);
         quote! {
             let mut modifiers = Vec::new();
             #(#steps)*
@@ -119,26 +137,26 @@ fn default_modifiers(plan: &Plan, rt: &TokenStream) -> Option<TokenStream> {
     } else {
         let modifiers = plan.entries.iter().filter_map(|e| {
             let name = &e.name;
-            e.modify.as_ref().map(|m| modifier(m, quote!(#name), rt))
+            e.modify.as_ref().map(|m| modifier(m, quote!(#name)))
         });
-        quote!(vec![#(#modifiers),*])
+        quote!(Vec::from([#(#modifiers),*]))
     };
     Some(quote! {
-        fn default_modifiers(&self) -> Vec<#rt::ParamsModifier> {
+        fn default_modifiers(&self) -> Vec<ParamsModifier> {
             #body
         }
     })
 }
 
 /// The modifiers one entry adds when the struct has nested transformers.
-fn nested_modifiers(e: &Entry, rt: &TokenStream) -> TokenStream {
+fn nested_modifiers(e: &Entry) -> TokenStream {
     let (field, name) = (&e.field, &e.name);
     match (&e.kind, &e.modify) {
         (EntryKind::Nested, modify) => {
             let prefix = format!("{name}.{{}}");
             let inner = quote! {
                 modifiers.extend(
-                    #rt::CachedTransformer::default_modifiers(&self.#field)
+                    CachedTransformer::default_modifiers(&self.#field)
                         .into_iter()
                         .map(|mut modifier| {
                             modifier.list = format!(#prefix, modifier.list);
@@ -147,10 +165,10 @@ fn nested_modifiers(e: &Entry, rt: &TokenStream) -> TokenStream {
                 );
             };
             let outer = modify.as_ref().map(|m| {
-                let modifier = modifier(m, quote!(format!(#prefix, list.name)), rt);
+                let modifier = modifier(m, quote!(format!(#prefix, list.name)));
                 quote! {
                     modifiers.extend(
-                        #rt::CachedTransformer::cached_lists(&self.#field)
+                        CachedTransformer::cached_lists(&self.#field)
                             .into_iter()
                             .map(|list| #modifier),
                     );
@@ -159,7 +177,7 @@ fn nested_modifiers(e: &Entry, rt: &TokenStream) -> TokenStream {
             quote!(#inner #outer)
         }
         (_, Some(m)) => {
-            let modifier = modifier(m, quote!(#name), rt);
+            let modifier = modifier(m, quote!(#name));
             quote!(modifiers.push(#modifier);)
         }
         (_, None) => TokenStream::new(),
@@ -167,11 +185,11 @@ fn nested_modifiers(e: &Entry, rt: &TokenStream) -> TokenStream {
 }
 
 /// `ParamsModifier { cache: CacheConfigPatch { .. }, ..ParamsModifier::new(list) }`.
-fn modifier(m: &Modify, list: TokenStream, rt: &TokenStream) -> TokenStream {
+fn modifier(m: &Modify, list: TokenStream) -> TokenStream {
     let cache = (!m.cache.is_empty()).then(|| {
         let fields = m.cache.iter().map(|(k, v)| quote!(#k: Some(#v)));
         quote! {
-            cache: #rt::CacheConfigPatch {
+            cache: CacheConfigPatch {
                 #(#fields,)*
                 ..Default::default()
             },
@@ -179,16 +197,16 @@ fn modifier(m: &Modify, list: TokenStream, rt: &TokenStream) -> TokenStream {
     });
     let calibrator = m.calibrator.as_ref().map(|c| quote!(calibrator: Some(#c),));
     quote! {
-        #rt::ParamsModifier {
+        ParamsModifier {
             #cache
             #calibrator
-            ..#rt::ParamsModifier::new(#list)
+            ..ParamsModifier::new(#list)
         }
     }
 }
 
 /// `const _: () = assert!(..)` that a chain's two block types have the same pattern.
-fn pattern_check(e: &Entry, rt: &TokenStream) -> Option<TokenStream> {
+fn pattern_check(e: &Entry) -> Option<TokenStream> {
     let EntryKind::Chain {
         next,
         blocks: Some((a, b)),
@@ -202,9 +220,9 @@ fn pattern_check(e: &Entry, rt: &TokenStream) -> Option<TokenStream> {
         e.field
     );
     Some(quote! {
-        const _: () = assert!(
-            <#a as #rt::CachedBlock>::PATTERN as u8 == <#b as #rt::CachedBlock>::PATTERN as u8,
-            #message
-        );
+        const _: () = {
+            let same = <#a as CachedBlock>::PATTERN as u8 == <#b as CachedBlock>::PATTERN as u8;
+            assert!(same, #message);
+        };
     })
 }

@@ -151,7 +151,9 @@ mod by_hand {
         const PATTERN: ForwardPattern = ForwardPattern::Pattern_3;
         type Args<'a> = SingleArgs<'a>;
         fn forward_streams(&self, s: Streams, args: &SingleArgs<'_>, _index: usize) -> Result<Streams> {
-            Ok(Streams::hidden(math::single(&self.w, &s.hidden, args.temb, args.gate)?))
+            Ok(Streams::hidden(math::single(
+                &self.w, &s.hidden, args.temb, args.gate,
+            )?))
         }
     }
 
@@ -183,14 +185,18 @@ mod by_hand {
 
         pub fn forward(&self, x: &Tensor, context: &Tensor, t: f64) -> Result<Tensor> {
             let temb = (&self.temb * t)?;
-            let s = self
-                .transformer_blocks
-                .forward(Streams::new(x.clone(), context.clone()), &JointArgs { temb: &temb })?;
+            let s = self.transformer_blocks.forward(
+                Streams::new(x.clone(), context.clone()),
+                &JointArgs { temb: &temb },
+            )?;
             let args = SingleArgs {
                 temb: &temb,
                 gate: 0.3,
             };
-            Ok(self.single_transformer_blocks.forward(Streams::hidden(s.hidden), &args)?.hidden)
+            Ok(self
+                .single_transformer_blocks
+                .forward(Streams::hidden(s.hidden), &args)?
+                .hidden)
         }
     }
 }
@@ -222,7 +228,10 @@ fn config() -> CacheConfig {
 }
 
 fn cached_steps(stats: &[CacheStats]) -> Vec<(String, Vec<usize>)> {
-    stats.iter().map(|s| (s.list.clone(), s.cached_steps.clone())).collect()
+    stats
+        .iter()
+        .map(|s| (s.list.clone(), s.cached_steps.clone()))
+        .collect()
 }
 
 #[test]
@@ -243,13 +252,20 @@ fn annotated_model_matches_the_hand_written_one() -> Result<()> {
     assert_eq!(cached_steps(&a), cached_steps(&b));
     let names: Vec<&str> = a.iter().map(|s| s.list.as_str()).collect();
     assert_eq!(names, ["transformer_blocks", "single_transformer_blocks"]);
-    assert_eq!((a[0].block_type.as_str(), a[1].block_type.as_str()), ("JointBlock", "SingleBlock"));
+    assert_eq!(
+        (a[0].block_type.as_str(), a[1].block_type.as_str()),
+        ("JointBlock", "SingleBlock")
+    );
     assert_eq!(
         a.iter().map(|s| &s.residual_diffs).collect::<Vec<_>>(),
         b.iter().map(|s| &s.residual_diffs).collect::<Vec<_>>(),
     );
     // The cache did engage, on both lists, and changed the output of the cached steps.
-    assert!(a.iter().all(|s| !s.cached_steps.is_empty()), "{:?}", cached_steps(&a));
+    assert!(
+        a.iter().all(|s| !s.cached_steps.is_empty()),
+        "{:?}",
+        cached_steps(&a)
+    );
     assert_ne!(cached, plain);
     Ok(())
 }

@@ -90,8 +90,8 @@ impl StreamType {
 /// tuples and arrays of them), so a field of that type is passed as is rather than cloned.
 pub(crate) fn is_copy(ty: &Type) -> bool {
     const PRIMITIVES: [&str; 16] = [
-        "bool", "char", "u8", "u16", "u32", "u64", "u128", "usize", "i8", "i16", "i32", "i64",
-        "i128", "isize", "f32", "f64",
+        "bool", "char", "u8", "u16", "u32", "u64", "u128", "usize", "i8", "i16", "i32", "i64", "i128",
+        "isize", "f32", "f64",
     ];
     match peel(ty) {
         Type::Reference(r) => r.mutability.is_none(),
@@ -189,10 +189,7 @@ mod tests {
         let a: Lifetime = parse_quote!('a);
         let mut ty: Type = parse_quote!(Option<&'x [Mask<'_>]>);
         assert!(with_lifetime(&mut ty, &a));
-        assert_eq!(
-            ty.to_token_stream().to_string(),
-            "Option < & 'a [Mask < 'a >] >"
-        );
+        assert_eq!(ty.to_token_stream().to_string(), "Option < & 'a [Mask < 'a >] >");
         let mut ty: Type = parse_quote!(&'static str);
         assert!(!with_lifetime(&mut ty, &a));
         let mut ty: Type = parse_quote!(usize);

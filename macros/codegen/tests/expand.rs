@@ -2,6 +2,8 @@
 //! argument and return forms, the derive's modes, and a patch functor. Review a change with
 //! `cargo insta review` (or `INSTA_UPDATE=always cargo test -p cachedit-codegen`).
 
+#![allow(clippy::panic)] // tests fail by panicking
+
 use cachedit_codegen::{CratePath, block_adapter, derive_cached_transformer, patch_functor};
 use proc_macro2::TokenStream;
 use quote::quote;
@@ -237,7 +239,12 @@ fn runtime_paths() {
                 }
             }
         },
-        || Ok(CratePath::runtime(quote!(::cachedit_runtime), quote!(::candle_core))),
+        || {
+            Ok(CratePath::runtime(
+                quote!(::cachedit_runtime),
+                quote!(::candle_core),
+            ))
+        },
     );
     insta::assert_snapshot!(pretty(out));
 }

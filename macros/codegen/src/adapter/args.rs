@@ -70,10 +70,7 @@ impl MacroArgs {
     }
 
     /// The paths generated code uses: `crate = ..` or the resolved default.
-    pub(crate) fn paths(
-        &self,
-        default: impl FnOnce() -> syn::Result<CratePath>,
-    ) -> syn::Result<CratePath> {
+    pub(crate) fn paths(&self, default: impl FnOnce() -> syn::Result<CratePath>) -> syn::Result<CratePath> {
         match &self.krate {
             Some(path) => Ok(CratePath::facade(path)),
             None => default(),

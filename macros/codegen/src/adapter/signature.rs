@@ -44,7 +44,7 @@ pub(crate) enum Param {
     /// The `#[block_index]` parameter.
     Index,
     /// A field of the generated `Args` struct.
-    Arg(ArgField),
+    Arg(Box<ArgField>),
 }
 
 /// A field of the generated `Args` struct.
@@ -71,7 +71,7 @@ impl BlockFn {
     /// The fields of the generated `Args` struct.
     pub(crate) fn fields(&self) -> impl Iterator<Item = &ArgField> {
         self.rest.iter().filter_map(|p| match p {
-            Param::Arg(f) => Some(f),
+            Param::Arg(f) => Some(&**f),
             Param::Index => None,
         })
     }
@@ -98,9 +98,23 @@ pub(crate) fn analyze(sig: &Signature, pattern: Pattern, leading: Leading) -> sy
         Leading::Block => check_block_param(sig, inputs.next(), &expected, &mut errors),
     };
 
-    let hidden = stream_param(sig, inputs.next(), Stream::Hidden, pattern, &expected, &mut errors);
+    let hidden = stream_param(
+        sig,
+        inputs.next(),
+        Stream::Hidden,
+        pattern,
+        &expected,
+        &mut errors,
+    );
     let encoder = if pattern.takes_encoder() {
-        let encoder = stream_param(sig, inputs.next(), Stream::Encoder, pattern, &expected, &mut errors);
+        let encoder = stream_param(
+            sig,
+            inputs.next(),
+            Stream::Encoder,
+            pattern,
+            &expected,
+            &mut errors,
+        );
         Some(encoder.unwrap_or(StreamType::Ref))
     } else {
         None
@@ -218,7 +232,10 @@ fn check_block_param(
             }
         },
         Some(FnArg::Receiver(r)) => {
-            errors.spanned(r, format!("{message}: a patch functor is a free function, not a method"));
+            errors.spanned(
+                r,
+                format!("{message}: a patch functor is a free function, not a method"),
+            );
             None
         }
         None => {
@@ -293,12 +310,7 @@ fn stream_param(
     }
 }
 
-fn rest_param(
-    input: &FnArg,
-    fn_name: &Ident,
-    index_seen: &mut bool,
-    errors: &mut Errors,
-) -> Option<Param> {
+fn rest_param(input: &FnArg, fn_name: &Ident, index_seen: &mut bool, errors: &mut Errors) -> Option<Param> {
     let FnArg::Typed(param) = input else {
         errors.spanned(input, "`self` must come first");
         return None;
@@ -362,12 +374,12 @@ fn rest_param(
     let mut ty = (*param.ty).clone();
     let borrows = types::with_lifetime(&mut ty, &Lifetime::new("'a", param.ty.span()));
     let copy = types::is_copy(&ty);
-    Some(Param::Arg(ArgField {
+    Some(Param::Arg(Box::new(ArgField {
         ident,
         ty,
         borrows,
         copy,
-    }))
+    })))
 }
 
 fn check_output(sig: &Signature, pattern: Pattern, errors: &mut Errors) -> Option<Output> {

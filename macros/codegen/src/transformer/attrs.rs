@@ -77,9 +77,11 @@ pub(crate) fn container(attrs: &[Attribute], errors: &mut Errors) -> ContainerAt
                 "lists" => {
                     let mut lists = Vec::new();
                     meta.parse_nested_meta(|inner| {
-                        let field = inner.path.get_ident().cloned().ok_or_else(|| {
-                            inner.error("expected a field name in `lists(..)`")
-                        })?;
+                        let field = inner
+                            .path
+                            .get_ident()
+                            .cloned()
+                            .ok_or_else(|| inner.error("expected a field name in `lists(..)`"))?;
                         lists.push(field);
                         Ok(())
                     })?;

@@ -33,7 +33,11 @@ pub(crate) fn expand(input: &DeriveInput, plan: &Plan, paths: &CratePath) -> Tok
     if modifiers.is_some() {
         imports.push(quote!(ParamsModifier));
     }
-    if plan.entries.iter().any(|e| e.modify.as_ref().is_some_and(|m| !m.cache.is_empty())) {
+    if plan
+        .entries
+        .iter()
+        .any(|e| e.modify.as_ref().is_some_and(|m| !m.cache.is_empty()))
+    {
         imports.push(quote!(CacheConfigPatch));
     }
     // In an anonymous const, so the imports that keep it readable stay private to it.
@@ -120,10 +124,7 @@ fn cached_lists(plan: &Plan) -> TokenStream {
 }
 
 fn default_modifiers(plan: &Plan) -> Option<TokenStream> {
-    let nested = plan
-        .entries
-        .iter()
-        .any(|e| matches!(e.kind, EntryKind::Nested));
+    let nested = plan.entries.iter().any(|e| matches!(e.kind, EntryKind::Nested));
     if !nested && plan.entries.iter().all(|e| e.modify.is_none()) {
         return None;
     }
@@ -209,11 +210,12 @@ fn modifier(m: &Modify, list: TokenStream) -> TokenStream {
 fn pattern_check(e: &Entry) -> Option<TokenStream> {
     let EntryKind::Chain {
         next,
-        blocks: Some((a, b)),
+        blocks: Some(blocks),
     } = &e.kind
     else {
         return None;
     };
+    let (a, b) = &**blocks;
     let message = format!(
         "`{}` and `{next}` are chained into one cached list, so their blocks must have the same \
          forward pattern",

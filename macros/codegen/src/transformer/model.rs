@@ -37,7 +37,7 @@ pub(crate) enum EntryKind {
         /// The second field.
         next: Ident,
         /// The block types of both, when the struct is not generic: their patterns must agree.
-        blocks: Option<(Type, Type)>,
+        blocks: Option<Box<(Type, Type)>>,
     },
     /// A field that is itself a `CachedTransformer`.
     Nested,
@@ -117,7 +117,10 @@ pub(crate) fn plan(input: &DeriveInput) -> syn::Result<Plan> {
         if entries[..i].iter().any(|e| e.name == entry.name) {
             errors.spanned(
                 &entry.field,
-                format!("two cached lists are named `{}`; rename one with `#[cached(name = \"..\")]`", entry.name),
+                format!(
+                    "two cached lists are named `{}`; rename one with `#[cached(name = \"..\")]`",
+                    entry.name
+                ),
             );
         }
     }
@@ -141,7 +144,10 @@ fn check_fields<'f>(fields: &'f [Field], errors: &mut Errors) -> Vec<&'f Ident> 
         }
         let Some(next) = &a.chain else { continue };
         let Some(target) = fields.iter().find(|f| f.ident == *next) else {
-            errors.spanned(next, format!("no field `{next}` to chain after `{}`", field.ident));
+            errors.spanned(
+                next,
+                format!("no field `{next}` to chain after `{}`", field.ident),
+            );
             continue;
         };
         if target.ident == field.ident {
@@ -205,7 +211,7 @@ fn entry(field: &Field, fields: &[Field], generic: bool, errors: &mut Errors) ->
                 types::generic_arg(&next_field.ty, "BlockList"),
             ) {
                 _ if generic => None,
-                (Some(a), Some(b)) => Some((a.clone(), b.clone())),
+                (Some(a), Some(b)) => Some(Box::new((a.clone(), b.clone()))),
                 _ => {
                     errors.spanned(
                         next,

@@ -5,6 +5,28 @@
 use syn::visit_mut::VisitMut;
 use syn::{GenericArgument, Lifetime, PathArguments, Type, TypePath};
 
+/// Tokens as a person writes them, for messages: proc_macro2 prints them spaced
+/// (`& [Tensor]`, `Option < Tensor >`).
+pub(crate) fn display(tokens: &impl quote::ToTokens) -> String {
+    const TIGHTEN: [(&str, &str); 10] = [
+        (" <", "<"),
+        ("< ", "<"),
+        (" >", ">"),
+        ("& ", "&"),
+        (" ,", ","),
+        (" ::", "::"),
+        (":: ", "::"),
+        ("[ ", "["),
+        (" ]", "]"),
+        (" )", ")"),
+    ];
+    let mut text = tokens.to_token_stream().to_string();
+    for (from, to) in TIGHTEN {
+        text = text.replace(from, to);
+    }
+    text.replace("( ", "(")
+}
+
 /// The type with groups and parentheses removed.
 pub(crate) fn peel(ty: &Type) -> &Type {
     match ty {
@@ -182,6 +204,22 @@ mod tests {
         ];
         assert!(yes.iter().all(is_copy));
         assert!(!no.iter().any(is_copy));
+    }
+
+    #[test]
+    fn types_display_as_written() {
+        let cases: [(Type, &str); 4] = [
+            (parse_quote!(&[Tensor]), "&[Tensor]"),
+            (
+                parse_quote!(Option<&'a candle_core::Tensor>),
+                "Option<&'a candle_core::Tensor>",
+            ),
+            (parse_quote!(&mut Vec<(f64, usize)>), "&mut Vec<(f64, usize)>"),
+            (parse_quote!(HashMap<K, V>), "HashMap<K, V>"),
+        ];
+        for (ty, want) in cases {
+            assert_eq!(display(&ty), want);
+        }
     }
 
     #[test]

@@ -6,11 +6,12 @@ pub(crate) mod expand;
 pub(crate) mod signature;
 
 use proc_macro2::TokenStream;
-use quote::{ToTokens, quote};
+use quote::quote;
 use syn::{ImplItem, ItemImpl, Type};
 
 use crate::errors::Errors;
 use crate::paths::CratePath;
+use crate::types;
 use args::MacroArgs;
 use expand::{Callee, Target};
 use signature::Leading;
@@ -80,7 +81,7 @@ fn generate(
                  the block's `fn forward(&self, hidden: &Tensor, ..)`{}",
                 item.trait_
                     .as_ref()
-                    .map(|(t, _)| format!(" (this impl is for `{}`)", t.to_token_stream()))
+                    .map(|(t, _)| format!(" (this impl is for `{}`)", types::display(t)))
                     .unwrap_or_default()
             ),
         );

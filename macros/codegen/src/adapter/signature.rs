@@ -3,7 +3,6 @@
 //! and how the return value maps to the two streams. Every misfit is a spanned error that says
 //! what the pattern expects.
 
-use quote::ToTokens;
 use syn::spanned::Spanned;
 use syn::{FnArg, Ident, Lifetime, Pat, ReturnType, Signature, Type};
 
@@ -89,32 +88,25 @@ pub(crate) fn analyze(sig: &Signature, pattern: Pattern, leading: Leading) -> sy
     let expected = expected_signature(name, pattern, leading);
     check_qualifiers(sig, &mut errors);
 
-    let mut inputs = sig.inputs.iter();
+    let mut inputs = sig.inputs.iter().peekable();
     let block = match leading {
         Leading::SelfRef => {
-            check_receiver(sig, inputs.next(), &mut errors);
+            let receiver = inputs.next_if(|i| matches!(i, FnArg::Receiver(_)));
+            check_receiver(sig, receiver, &mut errors);
             None
         }
         Leading::Block => check_block_param(sig, inputs.next(), &expected, &mut errors),
     };
 
-    let hidden = stream_param(
+    let streams = Streams {
         sig,
-        inputs.next(),
-        Stream::Hidden,
         pattern,
-        &expected,
-        &mut errors,
-    );
+        leading,
+        expected: &expected,
+    };
+    let hidden = streams.param(inputs.next(), Stream::Hidden, &mut errors);
     let encoder = if pattern.takes_encoder() {
-        let encoder = stream_param(
-            sig,
-            inputs.next(),
-            Stream::Encoder,
-            pattern,
-            &expected,
-            &mut errors,
-        );
+        let encoder = streams.param(inputs.next(), Stream::Encoder, &mut errors);
         Some(encoder.unwrap_or(StreamType::Ref))
     } else {
         None
@@ -199,7 +191,7 @@ fn check_receiver(sig: &Signature, first: Option<&FnArg>, errors: &mut Errors) {
                     format!(
                         "`{name}` must take `&self`, not `{}`: the blocks of a list run shared, \
                          one call after another",
-                        r.to_token_stream()
+                        types::display(&r)
                     ),
                 );
             }
@@ -226,7 +218,7 @@ fn check_block_param(
             _ => {
                 errors.spanned(
                     &p.ty,
-                    format!("{message}, as `&Block`; found `{}`", p.ty.to_token_stream()),
+                    format!("{message}, as `&Block`; found `{}`", types::display(&p.ty)),
                 );
                 None
             }
@@ -251,61 +243,72 @@ enum Stream {
     Encoder,
 }
 
-fn stream_param(
-    sig: &Signature,
-    input: Option<&FnArg>,
-    stream: Stream,
+/// What the stream parameters are checked against.
+struct Streams<'s> {
+    sig: &'s Signature,
     pattern: Pattern,
-    expected: &str,
-    errors: &mut Errors,
-) -> Option<StreamType> {
-    let p = pattern.name();
-    let (what, ordinal) = match stream {
-        Stream::Hidden => ("the hidden stream `H`", "first"),
-        Stream::Encoder => ("the encoder stream `E`", "second"),
-    };
-    let Some(input) = input else {
-        let streams = if pattern.takes_encoder() {
-            "the hidden stream `H` and the encoder stream `E`"
-        } else {
-            "the hidden stream `H`"
+    leading: Leading,
+    expected: &'s str,
+}
+
+impl Streams<'_> {
+    fn param(&self, input: Option<&FnArg>, stream: Stream, errors: &mut Errors) -> Option<StreamType> {
+        let (p, expected) = (self.pattern.name(), self.expected);
+        let (subject, place) = match self.leading {
+            Leading::SelfRef => ("block", ["first", "second"]),
+            Leading::Block => ("patch functor", ["right after the block", "after `H`"]),
         };
-        errors.push(syn::Error::new(
-            sig.paren_token.span.join(),
-            format!("a `{p}` block takes {streams} first: expected `{expected}`"),
-        ));
-        return None;
-    };
-    let FnArg::Typed(param) = input else {
-        errors.spanned(input, format!("expected {what} here: `{expected}`"));
-        return None;
-    };
-    if let Some(attr) = param.attrs.iter().find(|a| a.path().is_ident(INDEX_ATTR)) {
-        errors.spanned(
-            attr,
-            format!(
-                "a `{p}` block takes {what} {ordinal}, not the block index: expected \
-                 `{expected}`, with `#[block_index]` on a later parameter"
-            ),
-        );
-        return None;
-    }
-    let accepted = match stream {
-        Stream::Hidden => "`&Tensor` or `Tensor`",
-        Stream::Encoder => "`&Tensor`, `Tensor`, `Option<&Tensor>` or `Option<Tensor>`",
-    };
-    match StreamType::of(&param.ty) {
-        Some(t) if stream == Stream::Encoder || !t.is_option() => Some(t),
-        _ => {
+        let (what, place) = match stream {
+            Stream::Hidden => ("the hidden stream `H`", place[0]),
+            Stream::Encoder => ("the encoder stream `E`", place[1]),
+        };
+        let Some(input) = input else {
+            let streams = if self.pattern.takes_encoder() {
+                "the hidden stream `H` and the encoder stream `E`"
+            } else {
+                "the hidden stream `H`"
+            };
+            let place = match self.leading {
+                Leading::SelfRef => "first",
+                Leading::Block => "right after the block",
+            };
+            errors.push(syn::Error::new(
+                self.sig.paren_token.span.join(),
+                format!("a `{p}` {subject} takes {streams} {place}: expected `{expected}`"),
+            ));
+            return None;
+        };
+        let FnArg::Typed(param) = input else {
+            errors.spanned(input, format!("expected {what} here: `{expected}`"));
+            return None;
+        };
+        if let Some(attr) = param.attrs.iter().find(|a| a.path().is_ident(INDEX_ATTR)) {
             errors.spanned(
-                &param.ty,
+                attr,
                 format!(
-                    "a `{p}` block takes {what} {ordinal}, as {accepted}; found `{}`\n\
-                     expected `{expected}`",
-                    param.ty.to_token_stream()
+                    "a `{p}` {subject} takes {what} {place}, not the block index: expected \
+                     `{expected}`, with `#[block_index]` on a later parameter"
                 ),
             );
-            None
+            return None;
+        }
+        let accepted = match stream {
+            Stream::Hidden => "`&Tensor` or `Tensor`",
+            Stream::Encoder => "`&Tensor`, `Tensor`, `Option<&Tensor>` or `Option<Tensor>`",
+        };
+        match StreamType::of(&param.ty) {
+            Some(t) if stream == Stream::Encoder || !t.is_option() => Some(t),
+            _ => {
+                errors.spanned(
+                    &param.ty,
+                    format!(
+                        "a `{p}` {subject} takes {what} {place}, as {accepted}; found `{}`\n\
+                         expected `{expected}`",
+                        types::display(&param.ty)
+                    ),
+                );
+                None
+            }
         }
     }
 }
@@ -328,7 +331,7 @@ fn rest_param(input: &FnArg, fn_name: &Ident, index_seen: &mut bool, errors: &mu
                 &param.ty,
                 format!(
                     "`#[block_index]` is the block's position in its list, a `usize`; found `{}`",
-                    param.ty.to_token_stream()
+                    types::display(&param.ty)
                 ),
             );
         }
@@ -408,7 +411,7 @@ fn check_output(sig: &Signature, pattern: Pattern, errors: &mut Errors) -> Optio
                 ty,
                 format!(
                     "expected the hidden stream `H` here, a `Tensor`; found `{}`\n{shape}",
-                    ty.to_token_stream()
+                    types::display(&ty)
                 ),
             );
         }
@@ -447,7 +450,7 @@ fn check_output(sig: &Signature, pattern: Pattern, errors: &mut Errors) -> Optio
                 format!(
                     "expected the encoder stream `E` here, a `Tensor` or `Option<Tensor>`; found \
                      `{}`\n{shape}",
-                    e.to_token_stream()
+                    types::display(&e)
                 ),
             );
             None

@@ -57,6 +57,8 @@ pub(crate) struct Modify {
 /// Parses the struct's `#[cached(..)]` attributes.
 pub(crate) fn container(attrs: &[Attribute], errors: &mut Errors) -> ContainerAttrs {
     let mut out = ContainerAttrs::default();
+    // Errors in a value are recorded here so that the options after it are still read.
+    let mut values = Errors::default();
     for attr in attrs.iter().filter(|a| a.path().is_ident(ATTR)) {
         errors.ok(attr.parse_nested_meta(|meta| {
             let key = key_of(&meta, &["cfg", "lists", "crate"], "on the struct")?;
@@ -64,13 +66,14 @@ pub(crate) fn container(attrs: &[Attribute], errors: &mut Errors) -> ContainerAt
                 "cfg" => {
                     let layout: Ident = meta.value()?.parse()?;
                     if !CFG_LAYOUTS.iter().any(|l| layout == l) {
-                        return Err(syn::Error::new_spanned(
+                        values.spanned(
                             &layout,
                             format!(
                                 "unknown CFG layout `{layout}`: expected `None`, `Batched` \
                                  (cond and uncond in one call) or `Separate` (two calls per step)"
                             ),
-                        ));
+                        );
+                        return Ok(());
                     }
                     set_once(&mut out.cfg, layout, &key)
                 }
@@ -94,6 +97,7 @@ pub(crate) fn container(attrs: &[Attribute], errors: &mut Errors) -> ContainerAt
             }
         }));
     }
+    errors.ok(values.finish(()));
     out
 }
 

@@ -1,0 +1,15 @@
+// Blocks run shared: `forward` takes `&self`.
+#![allow(unused)]
+use cachedit_macros::block_adapter;
+use candle_core::{Result, Tensor};
+
+pub struct Block;
+
+#[block_adapter(pattern = Pattern_3)]
+impl Block {
+    pub fn forward(&mut self, hidden: &Tensor) -> Result<Tensor> {
+        todo!()
+    }
+}
+
+fn main() {}

@@ -9,6 +9,7 @@
 pub mod api;
 pub mod block;
 pub mod calibrator_config;
+pub mod calibrators;
 pub mod config;
 pub mod context;
 pub mod diff;
@@ -19,15 +20,17 @@ pub mod mask;
 pub mod modifier;
 pub mod naming;
 pub mod pattern;
+pub mod prune;
 pub mod stats;
 pub mod store;
 
 pub use api::{
     CacheOptions, CachedListInfo, CachedTransformer, CfgLayout, disable_cache, enable_cache,
-    enable_cache_with, enable_cache_with_options, refresh_context, set_tracing, summary, take_trace,
+    enable_cache_calibrated, enable_cache_with, enable_cache_with_options, refresh_context, set_tracing,
+    summary, take_trace,
 };
 pub use block::{BlockList, BlockRunner, CachedBlock, Chain, Streams};
-pub use calibrator_config::{CalibratorCacheType, CalibratorConfig, CalibratorKind};
+pub use calibrator_config::{CalibratorCacheType, CalibratorConfig, CalibratorKind, CalibratorTiming};
 pub use config::{CacheConfig, CacheType, ForceRefreshPolicy, StepsComputationPolicy};
 pub use context::{Branch, CacheContext, Decision, Reason};
 pub use engine::CallRecord;

@@ -95,6 +95,9 @@ pub struct BranchState {
     /// DBPrune: blocks of the list per call (cache-dit's `actual_blocks`).
     pub actual_blocks: Vec<usize>,
     slots: Vec<Slot>,
+    /// Calls of this branch since the context (re)started: a slot created later (DBPrune
+    /// creates them as blocks are reached) starts with as many step ticks as its siblings.
+    calls: usize,
 }
 
 /// What one decision point keeps: DBCache has one (the middle blocks), DBPrune one per block.
@@ -107,13 +110,18 @@ struct Slot {
 }
 
 impl Slot {
-    fn new(stores: &StreamStores) -> Self {
-        Self {
+    fn new(stores: &StreamStores, ticks: usize) -> Self {
+        let mut slot = Self {
             fn_buffer: None,
             hidden: (stores.hidden)(),
             encoder: (stores.encoder)(),
             diff: None,
+        };
+        for _ in 0..ticks {
+            slot.hidden.mark_step_begin();
+            slot.encoder.mark_step_begin();
         }
+        slot
     }
 }
 
@@ -133,7 +141,8 @@ impl BranchState {
             accumulated_cached_steps: 0,
             pruned_blocks: Vec::new(),
             actual_blocks: Vec::new(),
-            slots: vec![Slot::new(stores)],
+            slots: vec![Slot::new(stores, 0)],
+            calls: 0,
         }
     }
 
@@ -332,11 +341,11 @@ impl CacheContext {
     /// Slot `index` of the active branch, created on first use.
     fn slot(&mut self, index: usize) -> &mut Slot {
         let b = self.active_branch() as usize;
-        let slots = &mut self.branches[b].slots;
-        while slots.len() <= index {
-            slots.push(Slot::new(&self.stores));
+        let branch = &mut self.branches[b];
+        while branch.slots.len() <= index {
+            branch.slots.push(Slot::new(&self.stores, branch.calls));
         }
-        &mut slots[index]
+        &mut branch.slots[index]
     }
 
     fn is_prune(&self) -> bool {
@@ -418,13 +427,16 @@ impl CacheContext {
                 b.residual_diffs.clear();
                 b.pruned_blocks.clear();
                 b.actual_blocks.clear();
+                b.calls = 0;
                 for slot in &mut b.slots {
                     slot.hidden.reset();
                     slot.encoder.reset();
                 }
             }
         }
-        for slot in &mut self.active().slots {
+        let active = self.active();
+        active.calls += 1;
+        for slot in &mut active.slots {
             slot.hidden.mark_step_begin();
             slot.encoder.mark_step_begin();
         }

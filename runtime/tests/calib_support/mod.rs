@@ -28,6 +28,7 @@ pub struct Increments {
 }
 
 /// A block whose residual is the per-call increment: the residuals are whatever the test says.
+#[derive(Clone, Copy)]
 pub struct Add<const P: u8>;
 
 impl<const P: u8> CachedBlock for Add<P> {

@@ -49,8 +49,11 @@ pub struct Dmd {
     ladder: Vec<Tensor>,
     /// The ladder of the update before (cache-dit's off-by-one fallback differences with it).
     prev_ladder: Vec<Tensor>,
-    fit: Option<((i64, usize, i64), Option<Vec<ItemFit>>)>,
+    fit: Option<(FitKey, Option<Vec<ItemFit>>)>,
 }
+
+/// What a fit depends on: the newest snapshot's step, the window length, the spacing.
+type FitKey = (i64, usize, i64);
 
 /// The fit of one batch item: the forecast at horizon `k` weighs the window's columns `1..n` by
 /// `Re(M (λ^k ⊙ b))`.

@@ -4,11 +4,13 @@
 use candle_core::{Result, Tensor};
 
 use crate::block::Streams;
+use crate::branch::{Reference, Slot};
 use crate::calibrator_config::CalibratorConfig;
 use crate::config::{CacheConfig, CacheType, ForceRefreshPolicy, StepsComputationPolicy};
 use crate::diff;
 use crate::store::{MiddleStore, StreamStores};
 
+pub use crate::branch::BranchState;
 pub use crate::store::StoreFactory;
 
 /// Which of the two calls of a step with separate CFG a call belongs to.
@@ -75,90 +77,6 @@ impl Decision {
             reason,
             diff: None,
         }
-    }
-}
-
-/// What one branch has recorded and stored (cache-dit keeps these twice, plain and `cfg_`).
-pub struct BranchState {
-    /// Pipeline steps at which this branch was cached.
-    pub cached_steps: Vec<usize>,
-    /// The diff recorded per step, first writer wins, in insertion order.
-    pub residual_diffs: Vec<(usize, f64)>,
-    /// Sum of the positive recorded diffs (never reset within a context).
-    pub accumulated_residual_diff: f64,
-    /// The continuous-cached counter of spec §3.3.
-    pub continuous_cached_steps: i64,
-    /// Cached calls over the context's life, surviving force refreshes.
-    pub accumulated_cached_steps: usize,
-    /// DBPrune: blocks pruned per call (cache-dit's `pruned_blocks`).
-    pub pruned_blocks: Vec<usize>,
-    /// DBPrune: blocks of the list per call (cache-dit's `actual_blocks`).
-    pub actual_blocks: Vec<usize>,
-    slots: Vec<Slot>,
-    /// Calls of this branch since the context (re)started: a slot created later (DBPrune
-    /// creates them as blocks are reached) starts with as many step ticks as its siblings.
-    calls: usize,
-}
-
-/// What one decision point keeps: DBCache has one (the middle blocks), DBPrune one per block.
-struct Slot {
-    fn_buffer: Option<Reference>,
-    hidden: Box<dyn MiddleStore>,
-    encoder: Box<dyn MiddleStore>,
-    /// The diff this slot recorded last, with its step (DBPrune's per-block CFG diff reuse).
-    diff: Option<(usize, f64)>,
-}
-
-impl Slot {
-    fn new(stores: &StreamStores, ticks: usize) -> Self {
-        let mut slot = Self {
-            fn_buffer: None,
-            hidden: (stores.hidden)(),
-            encoder: (stores.encoder)(),
-            diff: None,
-        };
-        for _ in 0..ticks {
-            slot.hidden.mark_step_begin();
-            slot.encoder.mark_step_begin();
-        }
-        slot
-    }
-}
-
-/// The Fn probe of the last computed call, with its `mean|.|` once known.
-struct Reference {
-    probe: Tensor,
-    mean_abs: Option<f64>,
-}
-
-impl BranchState {
-    fn new(stores: &StreamStores) -> Self {
-        Self {
-            cached_steps: Vec::new(),
-            residual_diffs: Vec::new(),
-            accumulated_residual_diff: 0.0,
-            continuous_cached_steps: 0,
-            accumulated_cached_steps: 0,
-            pruned_blocks: Vec::new(),
-            actual_blocks: Vec::new(),
-            slots: vec![Slot::new(stores, 0)],
-            calls: 0,
-        }
-    }
-
-    /// The diffs recorded at `step`, in order (DBPrune records one per prunable block).
-    pub fn diffs_at(&self, step: usize) -> impl Iterator<Item = f64> + '_ {
-        self.residual_diffs
-            .iter()
-            .filter(move |(s, _)| *s == step)
-            .map(|(_, d)| *d)
-    }
-
-    fn diff_at(&self, step: usize) -> Option<f64> {
-        self.residual_diffs
-            .iter()
-            .find(|(s, _)| *s == step)
-            .map(|(_, d)| *d)
     }
 }
 
@@ -253,17 +171,11 @@ impl CacheContext {
     /// branches and slots) and their size in bytes; clones of one tensor count once.
     pub fn held_tensors(&self) -> (usize, usize) {
         let mut seen = std::collections::HashSet::new();
-        let mut bytes = 0;
-        let slots = self.branches.iter().flat_map(|b| &b.slots);
-        for slot in slots {
-            let probe = slot.fn_buffer.as_ref().map(|r| &r.probe);
-            let stored = slot.hidden.held().into_iter().chain(slot.encoder.held());
-            for t in probe.into_iter().chain(stored) {
-                if seen.insert(t.id()) {
-                    bytes += t.elem_count() * t.dtype().size_in_bytes();
-                }
-            }
-        }
+        let held = self.branches.iter().flat_map(BranchState::held);
+        let bytes = held
+            .filter(|t| seen.insert(t.id()))
+            .map(|t| t.elem_count() * t.dtype().size_in_bytes())
+            .sum();
         (seen.len(), bytes)
     }
 

@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod block;
+pub mod branch;
 pub mod calibrator_config;
 pub mod calibrators;
 pub mod config;

@@ -464,7 +464,7 @@ fn calibrator_state_is_bounded_by_the_options() {
         (CalibratorConfig::taylorseer(1), 2 * 2 + 1),
         (CalibratorConfig::taylorseer(3), 2 * 4 + 1),
         (CalibratorConfig::foca(), 2 * 4 + 1),
-        (CalibratorConfig::dmd(), 2 * 9 + 1),
+        (CalibratorConfig::dmd(), 2 * 8 + 1),
     ];
     for (calibrator, bound) in calibrators {
         let name = calibrator.strify();

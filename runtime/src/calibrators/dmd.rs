@@ -37,7 +37,7 @@ const MIN_FIT_SNAPSHOTS: usize = 4;
 /// Singular values below this fraction of the largest are dropped by the automatic rank.
 const RANK_CUTOFF: f64 = 1e-4;
 
-/// cache-dit's `DMDState` for one stream (`n_derivatives = 1`): at most `history + 3` tensors.
+/// cache-dit's `DMDState` for one stream (`n_derivatives = 1`): at most `history + 2` tensors.
 #[derive(Debug)]
 pub struct Dmd {
     history: usize,

@@ -1,5 +1,5 @@
 //! Calibrators: on a cached call, forecast what the skipped blocks would have produced instead
-//! of reusing the last computed value as is (spec §7). Each is a [`MiddleStore`]: computed calls
+//! of reusing the last computed value as is (spec §7). Each is a [`MiddleStore`](crate::store::MiddleStore): computed calls
 //! `update` it, cached calls ask it to `approximate`. A context keeps one per stream (hidden,
 //! encoder) and CFG branch, and under DBPrune one per block as well, so every state sees one
 //! value sequence.
@@ -25,7 +25,7 @@
 //! | none (plain buffer) | 1 | 1 |
 //! | TaylorSeer order `n` | `n + 1` (cache-dit keeps `2n + 2`) | 2 |
 //! | FoCa | at most 4 (3 right after a computed call) | 4 |
-//! | DMD history `h` | at most `h + 3` (`h` snapshots, two first derivatives, one older value) | 9 |
+//! | DMD history `h` | at most `h + 2` (`h` snapshots, two first derivatives) | 8 |
 //!
 //! DMD also holds a few numbers per batch item for its fit (`history²` complex values), and
 //! while fitting or forecasting it briefly needs the window (fit) or two tensors (forecast) in
@@ -183,7 +183,7 @@ pub(crate) fn difference(a: &Tensor, b: &Tensor, gap: i64) -> Result<Tensor> {
     (a - b)? / gap as f64
 }
 
-/// Tensors held by a store, for [`MiddleStore::held`].
+/// Tensors held by a store, for [`MiddleStore::held`](crate::store::MiddleStore::held).
 pub(crate) fn held<'a>(tensors: impl IntoIterator<Item = &'a Tensor>) -> Vec<&'a Tensor> {
     let mut out: Vec<&Tensor> = Vec::new();
     for t in tensors {

@@ -1,10 +1,12 @@
-//! The cachedit runtime: the block contract, the DBCache engine, configs, statistics.
+//! The cachedit runtime: the block contract, the DBCache and DBPrune engines, calibrators,
+//! configs, statistics.
 //!
 //! A model keeps each list of transformer blocks as a [`BlockList`] and calls its
 //! [`BlockList::forward`] instead of looping over the blocks. Without a cache that is the plain
 //! loop; after [`enable_cache`] it is the DBCache engine, which decides per call whether the
 //! middle blocks can be skipped by reusing their residual from the last computed call, deciding
-//! exactly as the Python library cache-dit does on the same inputs.
+//! exactly as the Python library cache-dit does on the same inputs. [`prune`] decides block by
+//! block instead (`CacheType::DBPrune`), and [`calibrators`] forecast the reused residual.
 
 pub mod api;
 pub mod block;

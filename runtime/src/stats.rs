@@ -234,15 +234,33 @@ impl CacheStats {
             return String::new();
         }
         format!(
-            "Cache buffers: {} tensors, {:.2} MiB held{}\n",
+            "Cache buffers: {} tensors, {} held{}\n",
             self.held_tensors,
-            self.held_bytes as f64 / (1024.0 * 1024.0),
+            human_bytes(self.held_bytes),
             self.calibrator_options
                 .as_ref()
                 .map(|c| format!(" (calibrator {c})"))
                 .unwrap_or_default()
         )
     }
+}
+
+/// `1.50 MiB`, `12.0 KiB`, `96 B`.
+fn human_bytes(bytes: usize) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    if value < 1024.0 {
+        return format!("{bytes} B");
+    }
+    let mut unit = UNITS[0];
+    for u in UNITS {
+        value /= 1024.0;
+        unit = u;
+        if value < 1024.0 {
+            break;
+        }
+    }
+    format!("{value:.2} {unit}")
 }
 
 fn table(first: &str, cached: usize, stats: Option<DiffStatistics>) -> String {
@@ -314,5 +332,12 @@ mod tests {
         assert_eq!(DiffStatistics::of(&[]), None);
         let one = DiffStatistics::of(&[-1.0]).unwrap();
         assert_eq!((one.p00, one.p95), (-1.0, -1.0));
+    }
+
+    #[test]
+    fn bytes_print_in_binary_units() {
+        assert_eq!(human_bytes(96), "96 B");
+        assert_eq!(human_bytes(12 * 1024), "12.00 KiB");
+        assert_eq!(human_bytes(3 << 29), "1.50 GiB");
     }
 }

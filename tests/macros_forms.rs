@@ -412,6 +412,7 @@ fn nested_transformers_have_their_own_prefixed_lists_and_overrides() -> Result<(
     // Modifiers given to `enable_cache_with_options` replace the model's defaults.
     let options = CacheOptions {
         cache: config(1),
+        calibrator: None,
         modifiers: vec![ParamsModifier::new("transformer.blocks")],
     };
     enable_cache_with_options(&model, &options).map_err(candle_core::Error::wrap)?;

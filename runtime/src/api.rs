@@ -1,6 +1,7 @@
 //! The user-facing API over anything that exposes its block lists: `enable_cache`,
 //! `disable_cache`, `refresh_context`, `summary`, and tracing.
 
+use crate::calibrator_config::CalibratorConfig;
 use crate::config::CacheConfig;
 use crate::context::CacheContext;
 use crate::engine::CallRecord;
@@ -109,14 +110,30 @@ where
     M: CachedTransformer + ?Sized,
     F: Fn(&CachedListInfo<'_>) -> CacheConfig,
 {
+    enable_cache_calibrated(model, |info| (config_for(info), None))
+}
+
+/// Like `enable_cache_with`, each list also getting a calibrator (or none) from `options_for`.
+pub fn enable_cache_calibrated<M, F>(model: &M, options_for: F) -> Result<(), ConfigError>
+where
+    M: CachedTransformer + ?Sized,
+    F: Fn(&CachedListInfo<'_>) -> (CacheConfig, Option<CalibratorConfig>),
+{
     let lists = model.cached_lists();
     let separate = model.cfg_layout() == CfgLayout::Separate;
     let mut contexts = Vec::with_capacity(lists.len());
     for info in &lists {
-        let mut config = config_for(info);
+        let (mut config, calibrator) = options_for(info);
         config.enable_separate_cfg.get_or_insert(separate);
         config.validate_for_list(&info.name, info.len)?;
-        contexts.push(CacheContext::new(info.name.clone(), config));
+        if let Some(c) = &calibrator {
+            c.validate()?;
+        }
+        contexts.push(CacheContext::with_calibrator(
+            info.name.clone(),
+            config,
+            calibrator,
+        ));
     }
     for (info, ctx) in lists.iter().zip(contexts) {
         info.handle.attach(ctx);
@@ -125,11 +142,15 @@ where
     Ok(())
 }
 
-/// Everything `enable_cache_with_options` needs: the shared config and per-list overrides.
+/// Everything `enable_cache_with_options` needs: the shared config, the shared calibrator and
+/// per-list overrides.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct CacheOptions {
     /// The config of every list without an override.
     pub cache: CacheConfig,
+    /// The calibrator of every list whose modifier does not name its own (none: reuse the last
+    /// computed value as is).
+    pub calibrator: Option<CalibratorConfig>,
     /// Per-list overrides (cache-dit's `ParamsModifier`s), matched by list name.
     pub modifiers: Vec<ParamsModifier>,
 }
@@ -138,6 +159,7 @@ impl From<CacheConfig> for CacheOptions {
     fn from(cache: CacheConfig) -> Self {
         Self {
             cache,
+            calibrator: None,
             modifiers: Vec::new(),
         }
     }
@@ -165,12 +187,16 @@ pub fn enable_cache_with_options<M: CachedTransformer + ?Sized>(
             known,
         });
     }
-    enable_cache_with(model, |info| {
+    enable_cache_calibrated(model, |info| {
         let mut config = options.cache.clone();
+        let mut calibrator = options.calibrator.clone();
         for m in modifiers.iter().filter(|m| m.list == info.name) {
             m.cache.apply(&mut config);
+            if let Some(c) = &m.calibrator {
+                calibrator = Some(c.clone());
+            }
         }
-        config
+        (config, calibrator)
     })
 }
 

@@ -12,6 +12,9 @@ pub enum CacheType {
     /// close to the last computed call's.
     #[default]
     DBCache,
+    /// Dynamic Block Prune: decide block by block whether a block can be skipped by reusing its
+    /// residual from the last call it was computed (spec §6).
+    DBPrune,
 }
 
 impl CacheType {
@@ -19,6 +22,7 @@ impl CacheType {
     pub const fn name(self) -> &'static str {
         match self {
             Self::DBCache => "DBCache",
+            Self::DBPrune => "DBPrune",
         }
     }
 }
@@ -116,6 +120,19 @@ pub struct CacheConfig {
     /// restarts the streak at 1 after a gap (upstream PR #1114). Default `false` matches
     /// cache-dit's cached-step lists.
     pub restart_continuous_streak: bool,
+    /// DBPrune: relax the threshold per block to `mean(first five positive diffs of the step) *
+    /// dynamic_prune_threshold_relax_ratio`, capped (spec §6).
+    pub enable_dynamic_prune_threshold: bool,
+    /// DBPrune: the cap of the relaxed threshold; `None` means `2 * residual_diff_threshold`.
+    pub max_dynamic_prune_threshold: Option<f64>,
+    /// DBPrune: the factor applied to the mean diff by the dynamic threshold (default 1.25).
+    pub dynamic_prune_threshold_relax_ratio: f64,
+    /// DBPrune: blocks never pruned, besides the first `Fn_compute_blocks` and the last
+    /// `Bn_compute_blocks`. Ids at or beyond a list's length are ignored (as upstream).
+    pub non_prune_block_ids: Vec<usize>,
+    /// DBPrune with a calibrator: compare and keep the block inputs strided by 4 on the last
+    /// dimension (`x[..., ::4]`), saving memory (cache-dit's `force_reduce_calibrator_vram`).
+    pub force_reduce_calibrator_vram: bool,
 }
 
 impl Default for CacheConfig {
@@ -139,11 +156,24 @@ impl Default for CacheConfig {
             force_refresh_step_hint: None,
             force_refresh_step_policy: ForceRefreshPolicy::Once,
             restart_continuous_streak: false,
+            enable_dynamic_prune_threshold: false,
+            max_dynamic_prune_threshold: None,
+            dynamic_prune_threshold_relax_ratio: 1.25,
+            non_prune_block_ids: Vec::new(),
+            force_reduce_calibrator_vram: false,
         }
     }
 }
 
 impl CacheConfig {
+    /// A DBPrune config with cache-dit's `DBPruneConfig()` defaults.
+    pub fn dbprune() -> Self {
+        Self {
+            cache_type: CacheType::DBPrune,
+            ..Self::default()
+        }
+    }
+
     /// Checks every option that does not depend on the block list.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.fn_compute_blocks < 1 {
@@ -153,6 +183,13 @@ impl CacheConfig {
         if let Some(a) = self.max_accumulated_residual_diff_threshold {
             check_threshold("max_accumulated_residual_diff_threshold", a)?;
         }
+        if let Some(m) = self.max_dynamic_prune_threshold {
+            check_threshold("max_dynamic_prune_threshold", m)?;
+        }
+        check_threshold(
+            "dynamic_prune_threshold_relax_ratio",
+            self.dynamic_prune_threshold_relax_ratio,
+        )?;
         if self.warmup_interval == 0 {
             return Err(ConfigError::ZeroWarmupInterval);
         }
@@ -206,7 +243,8 @@ impl CacheConfig {
                 len,
             });
         }
-        if f + b > len {
+        // Under DBPrune, F and B only name protected blocks: overlapping ranges are harmless.
+        if f + b > len && self.cache_type == CacheType::DBCache {
             return Err(ConfigError::FnBnOverlap {
                 list: list.to_string(),
                 fn_blocks: f,

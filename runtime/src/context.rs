@@ -4,9 +4,14 @@
 use candle_core::{Result, Tensor};
 
 use crate::block::Streams;
-use crate::config::{CacheConfig, ForceRefreshPolicy, StepsComputationPolicy};
+use crate::branch::{Reference, Slot};
+use crate::calibrator_config::CalibratorConfig;
+use crate::config::{CacheConfig, CacheType, ForceRefreshPolicy, StepsComputationPolicy};
 use crate::diff;
-use crate::store::{MiddleStore, PlainStore};
+use crate::store::{MiddleStore, StreamStores};
+
+pub use crate::branch::BranchState;
+pub use crate::store::StoreFactory;
 
 /// Which of the two calls of a step with separate CFG a call belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
@@ -49,6 +54,9 @@ pub enum Reason {
     /// The cache decided to reuse, but the stored middle output does not fit this call (a
     /// stream changed shape): computed instead of reusing a stale buffer.
     StaleBuffer,
+    /// DBPrune: one of the first `Fn`, last `Bn` or `non_prune_block_ids` blocks, always
+    /// computed.
+    NonPruneBlock,
 }
 
 /// The outcome of `can_cache` for one call.
@@ -72,54 +80,6 @@ impl Decision {
     }
 }
 
-/// What one branch has recorded and stored (cache-dit keeps these twice, plain and `cfg_`).
-pub struct BranchState {
-    /// Pipeline steps at which this branch was cached.
-    pub cached_steps: Vec<usize>,
-    /// The diff recorded per step, first writer wins, in insertion order.
-    pub residual_diffs: Vec<(usize, f64)>,
-    /// Sum of the positive recorded diffs (never reset within a context).
-    pub accumulated_residual_diff: f64,
-    /// The continuous-cached counter of spec §3.3.
-    pub continuous_cached_steps: i64,
-    /// Cached calls over the context's life, surviving force refreshes.
-    pub accumulated_cached_steps: usize,
-    fn_buffer: Option<Reference>,
-    hidden: Box<dyn MiddleStore>,
-    encoder: Box<dyn MiddleStore>,
-}
-
-/// The Fn probe of the last computed call, with its `mean|.|` once known.
-struct Reference {
-    probe: Tensor,
-    mean_abs: Option<f64>,
-}
-
-impl BranchState {
-    fn new(stores: &StoreFactory) -> Self {
-        Self {
-            cached_steps: Vec::new(),
-            residual_diffs: Vec::new(),
-            accumulated_residual_diff: 0.0,
-            continuous_cached_steps: 0,
-            accumulated_cached_steps: 0,
-            fn_buffer: None,
-            hidden: stores(),
-            encoder: stores(),
-        }
-    }
-
-    fn diff_at(&self, step: usize) -> Option<f64> {
-        self.residual_diffs
-            .iter()
-            .find(|(s, _)| *s == step)
-            .map(|(_, d)| *d)
-    }
-}
-
-/// Makes the store of one stream of one branch (plain buffers, or a calibrator).
-pub type StoreFactory = Box<dyn Fn() -> Box<dyn MiddleStore> + Send + Sync>;
-
 /// Why a persistent context refreshed itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RefreshReason {
@@ -139,26 +99,33 @@ pub struct CacheContext {
     accumulated_executed_steps: usize,
     accumulated_transformer_executed_steps: usize,
     branches: [BranchState; 2],
-    stores: StoreFactory,
-    hidden_is_residual: bool,
-    encoder_is_residual: bool,
+    stores: StreamStores,
+    calibrator: Option<CalibratorConfig>,
 }
 
 impl CacheContext {
     /// A fresh context with plain (non-calibrated) residual buffers. `config` must have been
     /// validated and its `enable_separate_cfg` resolved.
     pub fn new(name: impl Into<String>, config: CacheConfig) -> Self {
-        Self::with_stores(
-            name,
-            config,
-            Box::new(|| Box::new(PlainStore::default())),
-            true,
-            true,
-        )
+        Self::with_stream_stores(name, config, StreamStores::plain())
     }
 
-    /// A fresh context whose middle outputs are kept by `stores` (e.g. calibrators), reusing
-    /// residuals or hidden states per stream.
+    /// A fresh context whose middle outputs are forecast by `calibrator` (per stream, as its
+    /// `enable_calibrator` / `enable_encoder_calibrator` say), or kept plainly without one.
+    /// `calibrator` must have been validated.
+    pub fn with_calibrator(
+        name: impl Into<String>,
+        config: CacheConfig,
+        calibrator: Option<CalibratorConfig>,
+    ) -> Self {
+        let stores = crate::calibrators::stream_stores(calibrator.as_ref());
+        let mut ctx = Self::with_stream_stores(name, config, stores);
+        ctx.calibrator = calibrator;
+        ctx
+    }
+
+    /// A fresh context whose middle outputs are kept by `stores` (one factory for both
+    /// streams), reusing residuals or hidden states per stream.
     pub fn with_stores(
         name: impl Into<String>,
         config: CacheConfig,
@@ -166,6 +133,20 @@ impl CacheContext {
         hidden_is_residual: bool,
         encoder_is_residual: bool,
     ) -> Self {
+        let shared: std::sync::Arc<dyn Fn() -> Box<dyn MiddleStore> + Send + Sync> =
+            std::sync::Arc::from(stores);
+        let encoder = shared.clone();
+        let stores = StreamStores {
+            hidden: Box::new(move || shared()),
+            encoder: Box::new(move || encoder()),
+            hidden_is_residual,
+            encoder_is_residual,
+        };
+        Self::with_stream_stores(name, config, stores)
+    }
+
+    /// A fresh context whose streams are kept by `stores`.
+    pub fn with_stream_stores(name: impl Into<String>, config: CacheConfig, stores: StreamStores) -> Self {
         let branches = [BranchState::new(&stores), BranchState::new(&stores)];
         Self {
             name: name.into(),
@@ -177,9 +158,25 @@ impl CacheContext {
             accumulated_transformer_executed_steps: 0,
             branches,
             stores,
-            hidden_is_residual,
-            encoder_is_residual,
+            calibrator: None,
         }
+    }
+
+    /// The calibrator configuration, if the context forecasts with one.
+    pub fn calibrator(&self) -> Option<&CalibratorConfig> {
+        self.calibrator.as_ref()
+    }
+
+    /// The tensors the context holds (reference probes and stored or forecasting state, all
+    /// branches and slots) and their size in bytes; clones of one tensor count once.
+    pub fn held_tensors(&self) -> (usize, usize) {
+        let mut seen = std::collections::HashSet::new();
+        let held = self.branches.iter().flat_map(BranchState::held);
+        let bytes = held
+            .filter(|t| seen.insert(t.id()))
+            .map(|t| t.elem_count() * t.dtype().size_in_bytes())
+            .sum();
+        (seen.len(), bytes)
     }
 
     /// The context's name (the block list's).
@@ -253,16 +250,26 @@ impl CacheContext {
         &mut self.branches[b as usize]
     }
 
+    /// Slot `index` of the active branch, created on first use.
+    fn slot(&mut self, index: usize) -> &mut Slot {
+        let b = self.active_branch() as usize;
+        let branch = &mut self.branches[b];
+        while branch.slots.len() <= index {
+            branch.slots.push(Slot::new(&self.stores, branch.calls));
+        }
+        &mut branch.slots[index]
+    }
+
+    fn is_prune(&self) -> bool {
+        self.config.cache_type == CacheType::DBPrune
+    }
+
     /// Re-creates the context from its initial options, as a pipeline call does upstream.
     pub fn reset(&mut self) {
-        let stores = std::mem::replace(&mut self.stores, Box::new(|| Box::new(PlainStore::default())));
-        *self = Self::with_stores(
-            std::mem::take(&mut self.name),
-            self.init_config.clone(),
-            stores,
-            self.hidden_is_residual,
-            self.encoder_is_residual,
-        );
+        let stores = std::mem::replace(&mut self.stores, StreamStores::plain());
+        let calibrator = self.calibrator.take();
+        *self = Self::with_stream_stores(std::mem::take(&mut self.name), self.init_config.clone(), stores);
+        self.calibrator = calibrator;
     }
 
     /// Persistent-mode refresh, run at the top of every call (spec §3.4). Note the upstream
@@ -330,13 +337,21 @@ impl CacheContext {
             for b in &mut self.branches {
                 b.cached_steps.clear();
                 b.residual_diffs.clear();
-                b.hidden.reset();
-                b.encoder.reset();
+                b.pruned_blocks.clear();
+                b.actual_blocks.clear();
+                b.calls = 0;
+                for slot in &mut b.slots {
+                    slot.hidden.reset();
+                    slot.encoder.reset();
+                }
             }
         }
         let active = self.active();
-        active.hidden.mark_step_begin();
-        active.encoder.mark_step_begin();
+        active.calls += 1;
+        for slot in &mut active.slots {
+            slot.hidden.mark_step_begin();
+            slot.encoder.mark_step_begin();
+        }
     }
 
     fn step(&self) -> usize {
@@ -344,10 +359,15 @@ impl CacheContext {
     }
 
     /// Records a diff for the current step of the active branch, first writer wins (§3.3).
-    fn add_residual_diff(&mut self, diff: f64) {
+    /// DBPrune appends every block's diff and does not accumulate them (§6).
+    fn add_residual_diff(&mut self, slot: usize, diff: f64) {
         let step = self.step();
+        self.slot(slot).diff = Some((step, diff));
+        let prune = self.is_prune();
         let b = self.active();
-        if b.diff_at(step).is_none() {
+        if prune {
+            b.residual_diffs.push((step, diff));
+        } else if b.diff_at(step).is_none() {
             b.residual_diffs.push((step, diff));
             if diff > 0.0 {
                 b.accumulated_residual_diff += diff;
@@ -372,8 +392,50 @@ impl CacheContext {
         b.accumulated_cached_steps += 1;
     }
 
+    /// DBPrune: counts the current step as cached once, whatever the number of pruned blocks.
+    pub fn add_pruned_step(&mut self) {
+        let step = self.step();
+        if self.branch(self.active_branch()).cached_steps.last() != Some(&step) {
+            self.add_cached_step();
+        }
+    }
+
+    /// DBPrune: records the blocks pruned in this call out of `actual`.
+    pub fn add_pruned_blocks(&mut self, pruned: usize, actual: usize) {
+        let b = self.active();
+        b.pruned_blocks.push(pruned);
+        b.actual_blocks.push(actual);
+    }
+
+    /// The threshold the next decision compares with: `residual_diff_threshold`, or under
+    /// DBPrune with `enable_dynamic_prune_threshold` the threshold relaxed from this step's
+    /// non-CFG diffs (spec §6).
+    pub fn threshold(&self) -> f64 {
+        if self.is_prune() {
+            let diffs = self.branch(Branch::NonCfg).diffs_at(self.step());
+            crate::prune::dynamic_threshold(&self.config, diffs)
+        } else {
+            self.config.residual_diff_threshold
+        }
+    }
+
+    /// Under DBPrune with a calibrator and `force_reduce_calibrator_vram`, block inputs are
+    /// compared and kept strided by 4 on the last dimension.
+    fn downsample_factor(&self) -> usize {
+        if self.is_prune() && self.config.force_reduce_calibrator_vram && self.calibrator.is_some() {
+            4
+        } else {
+            1
+        }
+    }
+
     /// Decides whether the current call may reuse the cache, in cache-dit's order (§4.2).
     pub fn can_cache(&mut self, probe: &Tensor) -> Result<Decision> {
+        self.can_cache_at(0, probe)
+    }
+
+    /// `can_cache` for decision point `slot` (DBPrune: the block index) with its own reference.
+    pub fn can_cache_at(&mut self, slot: usize, probe: &Tensor) -> Result<Decision> {
         let step = self.step();
         let cfg = &self.config;
         if cfg.is_warmup_step(step) {
@@ -393,9 +455,22 @@ impl CacheContext {
         }
         let (max_cached, max_continuous) = (cfg.max_cached_steps, cfg.max_continuous_cached_steps);
         let max_acc = cfg.max_accumulated_residual_diff_threshold;
-        let threshold = cfg.residual_diff_threshold;
+        let threshold = self.threshold();
         let reuse_non_cfg_diff = self.separate_cfg() && self.is_cfg_call() && !cfg.cfg_diff_compute_separate;
-        let non_cfg_diff = self.branches[Branch::NonCfg as usize].diff_at(step);
+        let non_cfg = &self.branches[Branch::NonCfg as usize];
+        // Under DBPrune cache-dit would compare a list with a float here and crash; the diff of
+        // the same block at the same step is reused instead.
+        let non_cfg_diff = if self.is_prune() {
+            non_cfg
+                .slots
+                .get(slot)
+                .and_then(|s| s.diff)
+                .filter(|(s, _)| *s == step)
+                .map(|d| d.1)
+        } else {
+            non_cfg.diff_at(step)
+        };
+        let k = self.downsample_factor();
         let b = self.active();
         if max_cached >= 0 && b.cached_steps.len() as i64 >= max_cached {
             return Ok(Decision::compute(Reason::MaxCachedSteps));
@@ -413,6 +488,8 @@ impl CacheContext {
         if threshold <= 0.0 {
             return Ok(Decision::compute(Reason::ThresholdDisabled));
         }
+        let probe = &diff::downsample_last_dim(probe, k)?;
+        let b = self.slot(slot);
         let Some(reference) = b.fn_buffer.as_mut() else {
             return Ok(Decision::compute(Reason::NoBuffer));
         };
@@ -437,7 +514,7 @@ impl CacheContext {
                 Reason::BelowThreshold,
             )
         };
-        self.add_residual_diff(diff);
+        self.add_residual_diff(slot, diff);
         let decision = match reason_if_cached {
             Reason::AlwaysSimilar => Decision {
                 cached: true,
@@ -465,27 +542,42 @@ impl CacheContext {
 
     /// Stores the Fn probe of a computed call as the reference for later diffs.
     pub fn set_fn_buffer(&mut self, probe: Tensor) {
-        self.active().fn_buffer = Some(Reference {
+        self.slot(0).fn_buffer = Some(Reference {
             probe,
             mean_abs: None,
         });
+    }
+
+    /// `set_fn_buffer` for decision point `slot`.
+    pub fn set_fn_buffer_at(&mut self, slot: usize, probe: Tensor) -> Result<()> {
+        let probe = diff::downsample_last_dim(&probe, self.downsample_factor())?;
+        self.slot(slot).fn_buffer = Some(Reference {
+            probe,
+            mean_abs: None,
+        });
+        Ok(())
     }
 
     /// Stores what a computed call's middle blocks did: their residual (or output) for the
     /// hidden stream and, when present, the encoder stream. `before`/`after` are the streams
     /// entering and leaving the middle blocks.
     pub fn set_middle(&mut self, before: &Streams, after: &Streams) -> Result<()> {
-        let hidden = if self.hidden_is_residual {
+        self.set_middle_at(0, before, after)
+    }
+
+    /// `set_middle` for decision point `slot`.
+    pub fn set_middle_at(&mut self, slot: usize, before: &Streams, after: &Streams) -> Result<()> {
+        let hidden = if self.stores.hidden_is_residual {
             (&after.hidden - &before.hidden)?
         } else {
             after.hidden.clone()
         };
         let encoder = match (&after.encoder, &before.encoder) {
-            (Some(e), Some(e0)) if self.encoder_is_residual => Some((e - e0)?),
+            (Some(e), Some(e0)) if self.stores.encoder_is_residual => Some((e - e0)?),
             (Some(e), Some(_)) => Some(e.clone()),
             _ => None,
         };
-        let b = self.active();
+        let b = self.slot(slot);
         b.hidden.update(hidden)?;
         if let Some(e) = encoder {
             b.encoder.update(e)?;
@@ -496,7 +588,14 @@ impl CacheContext {
     /// Whether the stored middle output fits streams shaped like `s` (a stale buffer after a
     /// resolution or prompt-length change must never be reused).
     pub fn cache_fits(&self, s: &Streams) -> bool {
-        let b = self.branch(self.active_branch());
+        self.cache_fits_at(0, s)
+    }
+
+    /// `cache_fits` for decision point `slot`.
+    pub fn cache_fits_at(&self, slot: usize, s: &Streams) -> bool {
+        let Some(b) = self.branch(self.active_branch()).slots.get(slot) else {
+            return false;
+        };
         let hidden_ok = b.hidden.shape() == Some(s.hidden.shape());
         let encoder_ok = match (&s.encoder, b.encoder.shape()) {
             (Some(e), Some(shape)) => e.shape() == shape,
@@ -508,8 +607,13 @@ impl CacheContext {
     /// Reuses the stored (or forecast) middle output on the streams leaving the Fn blocks
     /// (spec §4.7). Call `cache_fits` first.
     pub fn apply_cache(&mut self, s: Streams) -> Result<Streams> {
-        let (hidden_res, encoder_res) = (self.hidden_is_residual, self.encoder_is_residual);
-        let b = self.active();
+        self.apply_cache_at(0, s)
+    }
+
+    /// `apply_cache` for decision point `slot`.
+    pub fn apply_cache_at(&mut self, slot: usize, s: Streams) -> Result<Streams> {
+        let (hidden_res, encoder_res) = (self.stores.hidden_is_residual, self.stores.encoder_is_residual);
+        let b = self.slot(slot);
         let stored = b
             .hidden
             .approximate()?

@@ -34,6 +34,19 @@ pub fn relative_l1(prev: &Tensor, cur: &Tensor, prev_mean_abs: Option<f64>) -> R
     Ok(round_quotient(dtype, mean_diff, mean_prev))
 }
 
+/// `x[..., ::k]`: every `k`-th element of the last dimension, as cache-dit strides the probes
+/// when its `downsample_factor` is above 1.
+pub fn downsample_last_dim(x: &Tensor, k: usize) -> Result<Tensor> {
+    if k <= 1 || x.rank() == 0 {
+        return Ok(x.clone());
+    }
+    let last = x.rank() - 1;
+    let picks: Vec<u32> = (0..x.dim(last)?).step_by(k).map(|i| i as u32).collect();
+    let n = picks.len();
+    let picks = Tensor::from_vec(picks, n, x.device())?;
+    x.index_select(&picks, last)?.contiguous()
+}
+
 /// Reductions run in f32 at least, as torch's do for half types (a bf16 sum would lose the
 /// small differences the threshold is about).
 fn widen(t: &Tensor) -> Result<Tensor> {
@@ -106,6 +119,16 @@ mod tests {
         cur.iter_mut().skip(795).take(4).for_each(|x| *x = 1.0);
         let d16 = relative_l1(&t(&prev, DType::BF16), &t(&cur, DType::BF16), None).unwrap();
         assert_eq!(d16, 0.07958984375);
+    }
+
+    #[test]
+    fn downsampling_takes_every_kth_of_the_last_dim() {
+        let x = Tensor::arange(0f32, 10., &Device::Cpu)
+            .and_then(|t| t.reshape((2, 5)))
+            .unwrap();
+        let y = downsample_last_dim(&x, 4).unwrap();
+        assert_eq!(y.to_vec2::<f32>().unwrap(), vec![vec![0., 4.], vec![5., 9.]]);
+        assert_eq!(downsample_last_dim(&x, 1).unwrap().dims(), &[2, 5]);
     }
 
     #[test]

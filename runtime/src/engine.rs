@@ -28,6 +28,8 @@ pub struct CallRecord {
     pub threshold: f64,
     /// Whether the context refreshed itself at the start of this call.
     pub refreshed: Option<&'static str>,
+    /// DBPrune: the decision of every block (empty under DBCache).
+    pub blocks: Vec<crate::prune::BlockRecord>,
 }
 
 /// Runs one call of a cached list under `ctx`.
@@ -84,6 +86,7 @@ pub fn forward(
             RefreshReason::NumInferenceSteps => "num_inference_steps",
             RefreshReason::ForceRefreshHint => "force_refresh_step_hint",
         }),
+        blocks: Vec::new(),
     };
     tracing::trace!(list = %record.list, step = record.step, cached = record.cached, reason = ?record.reason, diff = ?record.diff, "cache decision");
     Ok((s, record))

@@ -90,6 +90,24 @@ pub enum ConfigError {
         "`cfg_compute_first: true` requires `cfg_diff_compute_separate: false` when `enable_separate_cfg` is on"
     )]
     CfgComputeFirstWithSeparateDiffs,
+    /// A DMD calibrator that keeps fewer than 2 snapshots (it could never forecast a change).
+    #[error("`dmd_history` must be at least 2, found {found} (DMD fits need 4 evenly spaced snapshots)")]
+    DmdHistoryTooShort {
+        /// The value found.
+        found: usize,
+    },
+    /// A DMD ridge that is negative, NaN or infinite.
+    #[error("`dmd_ridge` must be a finite number >= 0, found {found}")]
+    InvalidDmdRidge {
+        /// The value found.
+        found: f64,
+    },
+    /// A DMD SVD precision other than low, medium, high.
+    #[error("`dmd_svd_precision` must be one of low, medium, high; found `{found}`")]
+    UnknownSvdPrecision {
+        /// The value found.
+        found: String,
+    },
     /// A per-list override names a block list the model does not have.
     #[error("a per-list override names `{list}`, but the model's cached block lists are {known:?}")]
     UnknownBlockList {

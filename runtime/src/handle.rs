@@ -6,8 +6,10 @@ use std::sync::{Mutex, MutexGuard};
 use candle_core::Result;
 
 use crate::block::{BlockRunner, Streams};
+use crate::config::CacheType;
 use crate::context::CacheContext;
 use crate::engine::{self, CallRecord};
+use crate::prune;
 
 /// Holds the cache context of one cached list. Per model instance: two models (or two lists)
 /// never share one. The lock serialises calls of the same list, whose state is sequential.
@@ -72,7 +74,7 @@ impl CacheHandle {
         self.lock().last.clone()
     }
 
-    /// Runs the list: the plain loop without a context, the engine with one.
+    /// Runs the list: the plain loop without a context, the DBCache or DBPrune engine with one.
     pub fn run(&self, runner: &dyn BlockRunner, s: Streams) -> Result<Streams> {
         let mut guard = self.lock();
         let state = &mut *guard;
@@ -80,7 +82,10 @@ impl CacheHandle {
             drop(guard);
             return runner.run(0..runner.len(), s);
         };
-        let (out, record) = engine::forward(ctx, runner, s)?;
+        let (out, record) = match ctx.config().cache_type {
+            CacheType::DBCache => engine::forward(ctx, runner, s)?,
+            CacheType::DBPrune => prune::forward(ctx, runner, s)?,
+        };
         if let Some(trace) = state.trace.as_mut() {
             trace.push(record.clone());
         }

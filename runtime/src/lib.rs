@@ -1,14 +1,18 @@
-//! The cachedit runtime: the block contract, the DBCache engine, configs, statistics.
+//! The cachedit runtime: the block contract, the DBCache and DBPrune engines, calibrators,
+//! configs, statistics.
 //!
 //! A model keeps each list of transformer blocks as a [`BlockList`] and calls its
 //! [`BlockList::forward`] instead of looping over the blocks. Without a cache that is the plain
 //! loop; after [`enable_cache`] it is the DBCache engine, which decides per call whether the
 //! middle blocks can be skipped by reusing their residual from the last computed call, deciding
-//! exactly as the Python library cache-dit does on the same inputs.
+//! exactly as the Python library cache-dit does on the same inputs. [`prune`] decides block by
+//! block instead (`CacheType::DBPrune`), and [`calibrators`] forecast the reused residual.
 
 pub mod api;
 pub mod block;
+pub mod branch;
 pub mod calibrator_config;
+pub mod calibrators;
 pub mod config;
 pub mod context;
 pub mod diff;
@@ -19,15 +23,17 @@ pub mod mask;
 pub mod modifier;
 pub mod naming;
 pub mod pattern;
+pub mod prune;
 pub mod stats;
 pub mod store;
 
 pub use api::{
     CacheOptions, CachedListInfo, CachedTransformer, CfgLayout, disable_cache, enable_cache,
-    enable_cache_with, enable_cache_with_options, refresh_context, set_tracing, summary, take_trace,
+    enable_cache_calibrated, enable_cache_with, enable_cache_with_options, refresh_context, set_tracing,
+    summary, take_trace,
 };
 pub use block::{BlockList, BlockRunner, CachedBlock, Chain, Streams};
-pub use calibrator_config::{CalibratorCacheType, CalibratorConfig, CalibratorKind};
+pub use calibrator_config::{CalibratorCacheType, CalibratorConfig, CalibratorKind, CalibratorTiming};
 pub use config::{CacheConfig, CacheType, ForceRefreshPolicy, StepsComputationPolicy};
 pub use context::{Branch, CacheContext, Decision, Reason};
 pub use engine::CallRecord;

@@ -32,6 +32,11 @@ pub struct CacheConfigPatch {
     pub force_refresh_step_hint: Option<usize>,
     pub force_refresh_step_policy: Option<ForceRefreshPolicy>,
     pub restart_continuous_streak: Option<bool>,
+    pub enable_dynamic_prune_threshold: Option<bool>,
+    pub max_dynamic_prune_threshold: Option<f64>,
+    pub dynamic_prune_threshold_relax_ratio: Option<f64>,
+    pub non_prune_block_ids: Option<Vec<usize>>,
+    pub force_reduce_calibrator_vram: Option<bool>,
 }
 
 impl CacheConfigPatch {
@@ -46,9 +51,10 @@ impl CacheConfigPatch {
         set!(cache_type, fn_compute_blocks, bn_compute_blocks, residual_diff_threshold, max_warmup_steps,
              warmup_interval, max_cached_steps, max_continuous_cached_steps, cfg_compute_first,
              cfg_diff_compute_separate, steps_computation_policy, force_refresh_step_policy,
-             restart_continuous_streak;
+             restart_continuous_streak, enable_dynamic_prune_threshold,
+             dynamic_prune_threshold_relax_ratio, non_prune_block_ids, force_reduce_calibrator_vram;
              max_accumulated_residual_diff_threshold, enable_separate_cfg, num_inference_steps,
-             steps_computation_mask, force_refresh_step_hint);
+             steps_computation_mask, force_refresh_step_hint, max_dynamic_prune_threshold);
     }
 }
 

@@ -1,12 +1,16 @@
-//! cache-dit's naming strings (`strify`, spec §8.4), e.g. `DBCache_F1B0_W8I1M0MC0_R0.08_CFG0`.
+//! cache-dit's naming strings (`strify`, spec §8.4), e.g. `DBCache_F1B0_W8I1M0MC0_R0.08_CFG0`,
+//! and the full name `DBCache_F1B0_W8I1M0MC0_R0.08_CFG0_T1O1_S17`.
 
-use crate::config::CacheConfig;
+use crate::calibrator_config::{CalibratorConfig, CalibratorKind};
+use crate::config::{CacheConfig, CacheType};
+use crate::stats::CacheStats;
 
 impl CacheConfig {
     /// The configuration part of cache-dit's name:
     /// `{cache_type}_F{F}B{B}_W{W}I{I}M{max(0,M)}MC{max(0,MC)}_R{R}` plus `_SCM{mask}_{policy}`,
     /// `_N{steps}`, `_FR{hint}_{policy}` and `_CFG{0|1}` when set. `R` is printed as Python's
-    /// `str(float)` would (`0.08`, `1.0`, `1e-05`).
+    /// `str(float)` would (`0.08`, `1.0`, `1e-05`). DBPrune's name is only the first part
+    /// (`DBPrune_F1B1_W8I1M0MC0_R0.08`), as cache-dit's `DBPruneConfig.strify`.
     pub fn strify(&self) -> String {
         let mut s = format!(
             "{}_F{}B{}_W{}I{}M{}MC{}_R{}",
@@ -19,6 +23,9 @@ impl CacheConfig {
             self.max_continuous_cached_steps.max(0),
             python_float(self.residual_diff_threshold),
         );
+        if self.cache_type == CacheType::DBPrune {
+            return s;
+        }
         if let Some(mask) = &self.steps_computation_mask {
             let bits: String = mask.iter().map(|m| m.to_string()).collect();
             s += &format!("_SCM{bits}_{}", self.steps_computation_policy.name());
@@ -35,6 +42,68 @@ impl CacheConfig {
         }
         s
     }
+}
+
+impl CalibratorConfig {
+    /// The calibrator's part of cache-dit's name: TaylorSeer `T1O{order}` (order 0: `NONE`),
+    /// DMD `DMDH{history}` plus the precision's initial unless "medium" (`DMDH6l`), `FoCa`.
+    pub fn strify(&self) -> String {
+        match &self.kind {
+            CalibratorKind::TaylorSeer { taylorseer_order: 0 } => "NONE".into(),
+            CalibratorKind::TaylorSeer { taylorseer_order } => format!("T1O{taylorseer_order}"),
+            CalibratorKind::FoCa => "FoCa".into(),
+            CalibratorKind::Dmd {
+                dmd_history,
+                dmd_svd_precision,
+                ..
+            } => match dmd_svd_precision.chars().next() {
+                Some('m') | None => format!("DMDH{dmd_history}"),
+                Some(p) => format!("DMDH{dmd_history}{p}"),
+            },
+        }
+    }
+
+    /// cache-dit's `strify(details=True)`: `TaylorSeer_O(1)`, `DMD_H(6, medium)`, `FoCa`.
+    pub fn strify_details(&self) -> String {
+        match &self.kind {
+            CalibratorKind::TaylorSeer { taylorseer_order: 0 } => "NONE".into(),
+            CalibratorKind::TaylorSeer { taylorseer_order } => {
+                format!("TaylorSeer_O({taylorseer_order})")
+            }
+            CalibratorKind::FoCa => "FoCa".into(),
+            CalibratorKind::Dmd {
+                dmd_history,
+                dmd_svd_precision,
+                ..
+            } => format!("DMD_H({dmd_history}, {dmd_svd_precision})"),
+        }
+    }
+}
+
+/// cache-dit's name of a configuration before any run: `{cache}_{calibrator}`, the calibrator
+/// part `T0O0` without one (`strify` of a config dict).
+pub fn options_name(config: &CacheConfig, calibrator: Option<&CalibratorConfig>) -> String {
+    let calibrator = calibrator.map_or_else(|| "T0O0".to_string(), CalibratorConfig::strify);
+    format!("{}_{calibrator}", config.strify())
+}
+
+/// cache-dit's `strify` of a cached list's statistics (for a model, cache-dit uses the last
+/// entry of its summary): `{cache}_{calibrator}` with `_P{pruned %}` after the cache part under
+/// DBPrune and `_S{accumulated cached steps}` at the end when any step was cached, e.g.
+/// `DBCache_F1B0_W8I1M0MC6_R0.5_CFG0_T1O1_S17`.
+pub fn full_name(stats: &CacheStats) -> String {
+    let mut cache = stats.cache_options.clone();
+    if stats.cache_type == CacheType::DBPrune
+        && let Some(r) = stats.pruned_ratio
+    {
+        cache += &format!("_P{}", python_float((r * 100.0 * 100.0).round() / 100.0));
+    }
+    let calibrator = stats.calibrator_options.as_deref().unwrap_or("T0O0");
+    let mut name = format!("{cache}_{calibrator}");
+    if stats.accumulated_cached_steps > 0 {
+        name += &format!("_S{}", stats.accumulated_cached_steps);
+    }
+    name.trim_matches('_').to_string()
 }
 
 /// Formats a float as Python's `str(float)`: the shortest repr that round-trips, in fixed
@@ -129,5 +198,46 @@ mod tests {
         };
         // cache-dit prints `R1` when the user passed the int 1; a float threshold prints `1.0`.
         assert_eq!(c.strify(), "DBCache_F8B0_W8I1M0MC0_R1.0_N28_FR1_repeat_CFG1");
+    }
+
+    #[test]
+    fn prune_and_calibrator_names_match_cache_dit() {
+        let prune = CacheConfig {
+            fn_compute_blocks: 1,
+            bn_compute_blocks: 1,
+            num_inference_steps: Some(28),
+            enable_separate_cfg: Some(true),
+            ..CacheConfig::dbprune()
+        };
+        assert_eq!(prune.strify(), "DBPrune_F1B1_W8I1M0MC0_R0.08");
+        assert_eq!(CalibratorConfig::taylorseer(1).strify(), "T1O1");
+        assert_eq!(
+            CalibratorConfig::taylorseer(2).strify_details(),
+            "TaylorSeer_O(2)"
+        );
+        assert_eq!(CalibratorConfig::taylorseer(0).strify(), "NONE");
+        assert_eq!(CalibratorConfig::foca().strify(), "FoCa");
+        let mut dmd = CalibratorConfig::dmd();
+        assert_eq!(dmd.strify(), "DMDH6");
+        assert_eq!(dmd.strify_details(), "DMD_H(6, medium)");
+        if let CalibratorKind::Dmd {
+            dmd_svd_precision, ..
+        } = &mut dmd.kind
+        {
+            *dmd_svd_precision = "low".into();
+        }
+        assert_eq!(dmd.strify(), "DMDH6l");
+        let c = CacheConfig {
+            fn_compute_blocks: 1,
+            max_continuous_cached_steps: 6,
+            residual_diff_threshold: 0.5,
+            enable_separate_cfg: Some(false),
+            ..Default::default()
+        };
+        assert_eq!(options_name(&c, None), "DBCache_F1B0_W8I1M0MC6_R0.5_CFG0_T0O0");
+        assert_eq!(
+            options_name(&c, Some(&CalibratorConfig::taylorseer(1))),
+            "DBCache_F1B0_W8I1M0MC6_R0.5_CFG0_T1O1"
+        );
     }
 }

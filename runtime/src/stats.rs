@@ -3,8 +3,10 @@
 
 use std::fmt::Write as _;
 
+use crate::config::CacheType;
 use crate::context::{Branch, CacheContext};
 use crate::naming::python_float;
+use crate::prune::pruned_ratio;
 
 /// Percentiles of the recorded diffs (sentinels included, as upstream), numpy's linear rule.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
@@ -88,6 +90,26 @@ pub struct CacheStats {
     pub accumulated_transformer_executed_steps: usize,
     /// Whether the context keeps separate CFG branches.
     pub separate_cfg: bool,
+    /// The cache algorithm.
+    pub cache_type: CacheType,
+    /// The calibrator's part of the name (`T1O1`, `DMDH6`, `FoCa`), `None` without one.
+    pub calibrator_options: Option<String>,
+    /// DBPrune: blocks pruned per call of the non-CFG branch.
+    pub pruned_blocks: Vec<usize>,
+    /// DBPrune: blocks per call of the non-CFG branch.
+    pub actual_blocks: Vec<usize>,
+    /// DBPrune: `sum(pruned_blocks) / sum(actual_blocks)`, `None` before any call.
+    pub pruned_ratio: Option<f64>,
+    /// DBPrune: blocks pruned per call of the CFG branch.
+    pub cfg_pruned_blocks: Vec<usize>,
+    /// DBPrune: blocks per call of the CFG branch.
+    pub cfg_actual_blocks: Vec<usize>,
+    /// DBPrune: the CFG branch's pruned ratio.
+    pub cfg_pruned_ratio: Option<f64>,
+    /// Tensors the context holds now (reference probes, stored residuals, calibrator state).
+    pub held_tensors: usize,
+    /// Their size in bytes.
+    pub held_bytes: usize,
 }
 
 impl CacheStats {
@@ -107,7 +129,22 @@ impl CacheStats {
             accumulated_executed_steps: ctx.accumulated_executed_steps(),
             accumulated_transformer_executed_steps: ctx.accumulated_transformer_executed_steps(),
             separate_cfg: ctx.config().enable_separate_cfg == Some(true),
+            cache_type: ctx.config().cache_type,
+            calibrator_options: ctx.calibrator().map(|c| c.strify()),
+            pruned_blocks: n.pruned_blocks.clone(),
+            actual_blocks: n.actual_blocks.clone(),
+            pruned_ratio: pruned_ratio(ctx, Branch::NonCfg),
+            cfg_pruned_blocks: c.pruned_blocks.clone(),
+            cfg_actual_blocks: c.actual_blocks.clone(),
+            cfg_pruned_ratio: pruned_ratio(ctx, Branch::Cfg),
+            held_tensors: ctx.held_tensors().0,
+            held_bytes: ctx.held_tensors().1,
         }
+    }
+
+    /// cache-dit's full name of these options and statistics (see [`crate::naming::full_name`]).
+    pub fn name(&self) -> String {
+        crate::naming::full_name(self)
     }
 
     /// Percentiles of the non-CFG diffs.
@@ -123,6 +160,9 @@ impl CacheStats {
     /// The table cache-dit's `summary()` logs for this list (plus the CFG table when the CFG
     /// branch recorded anything).
     pub fn render(&self) -> String {
+        if self.cache_type == CacheType::DBPrune {
+            return self.render_prune();
+        }
         let mut out = format!(
             "⚡️Cache Steps and Residual Diffs Statistics: {}, Executed Steps: {}, Transformer Executed Steps: {}\n\n",
             self.block_type, self.accumulated_executed_steps, self.accumulated_transformer_executed_steps
@@ -143,11 +183,91 @@ impl CacheStats {
                 self.cfg_diff_statistics(),
             );
         }
-        out
+        out + &self.memory_line()
+    }
+
+    /// DBPrune's tables: `Pruned Blocks` instead of `Cache Steps`, then the prune ratio.
+    fn render_prune(&self) -> String {
+        let ratio = |r: Option<f64>, pruned: &[usize], actual: &[usize]| {
+            r.map(|r| {
+                format!(
+                    "{}% ({}/{})\n",
+                    python_float(((r * 100.0) * 100.0).round() / 100.0),
+                    pruned.iter().sum::<usize>(),
+                    actual.iter().sum::<usize>()
+                )
+            })
+        };
+        let mut out = format!(
+            "⚡️Pruned Blocks and Residual Diffs Statistics: {}\n",
+            self.block_type
+        );
+        let pruned: usize = self.pruned_blocks.iter().sum();
+        out += &table_w("Pruned Blocks", 13, pruned, self.diff_statistics());
+        if let Some(r) = ratio(self.pruned_ratio, &self.pruned_blocks, &self.actual_blocks) {
+            out += &format!("Dynamic Block Prune Ratio: {r}");
+        }
+        if self.separate_cfg {
+            out += &format!(
+                "\n⚡️CFG Pruned Blocks and Residual Diffs Statistics: {}\n\n",
+                self.block_type
+            );
+            let pruned: usize = self.cfg_pruned_blocks.iter().sum();
+            // cache-dit pads this value to 18 under a 17-wide header.
+            out += &table_w("CFG Pruned Blocks", 18, pruned, self.cfg_diff_statistics());
+            let r = ratio(
+                self.cfg_pruned_ratio,
+                &self.cfg_pruned_blocks,
+                &self.cfg_actual_blocks,
+            );
+            if let Some(r) = r {
+                out += &format!("CFG Dynamic Block Prune Ratio: {r}");
+            }
+        }
+        out + &self.memory_line()
+    }
+
+    /// A line on what the cache holds, printed with a calibrator or under DBPrune (cache-dit
+    /// prints no such line; DBCache without a calibrator keeps its exact output).
+    fn memory_line(&self) -> String {
+        if self.calibrator_options.is_none() && self.cache_type == CacheType::DBCache {
+            return String::new();
+        }
+        format!(
+            "Cache buffers: {} tensors, {} held{}\n",
+            self.held_tensors,
+            human_bytes(self.held_bytes),
+            self.calibrator_options
+                .as_ref()
+                .map(|c| format!(" (calibrator {c})"))
+                .unwrap_or_default()
+        )
     }
 }
 
+/// `1.50 MiB`, `12.0 KiB`, `96 B`.
+fn human_bytes(bytes: usize) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    if value < 1024.0 {
+        return format!("{bytes} B");
+    }
+    let mut unit = UNITS[0];
+    for u in UNITS {
+        value /= 1024.0;
+        unit = u;
+        if value < 1024.0 {
+            break;
+        }
+    }
+    format!("{value:.2} {unit}")
+}
+
 fn table(first: &str, cached: usize, stats: Option<DiffStatistics>) -> String {
+    table_w(first, first.len(), cached, stats)
+}
+
+fn table_w(first: &str, value_width: usize, cached: usize, stats: Option<DiffStatistics>) -> String {
     let w = first.len();
     let cols = [
         "Diffs P00",
@@ -175,7 +295,7 @@ fn table(first: &str, cached: usize, stats: Option<DiffStatistics>) -> String {
         None => vec!["-".to_string(); cols.len()],
     };
     let cells: Vec<String> = values.iter().map(|v| format!("{v:<9}")).collect();
-    let _ = writeln!(out, "| {:<w$} | {} |", cached, cells.join(" | "));
+    let _ = writeln!(out, "| {:<value_width$} | {} |", cached, cells.join(" | "));
     out
 }
 
@@ -212,5 +332,12 @@ mod tests {
         assert_eq!(DiffStatistics::of(&[]), None);
         let one = DiffStatistics::of(&[-1.0]).unwrap();
         assert_eq!((one.p00, one.p95), (-1.0, -1.0));
+    }
+
+    #[test]
+    fn bytes_print_in_binary_units() {
+        assert_eq!(human_bytes(96), "96 B");
+        assert_eq!(human_bytes(12 * 1024), "12.00 KiB");
+        assert_eq!(human_bytes(3 << 29), "1.50 GiB");
     }
 }

@@ -17,6 +17,11 @@ pub trait MiddleStore: Send {
     fn mark_step_begin(&mut self) {}
     /// Forgets everything.
     fn reset(&mut self);
+    /// The tensors the store holds now (for memory accounting; clones of one tensor count
+    /// once, by `Tensor::id`).
+    fn held(&self) -> Vec<&Tensor> {
+        Vec::new()
+    }
 }
 
 /// The store without a calibrator: the last computed value, as is.
@@ -41,5 +46,46 @@ impl MiddleStore for PlainStore {
 
     fn reset(&mut self) {
         self.value = None;
+    }
+
+    fn held(&self) -> Vec<&Tensor> {
+        self.value.iter().collect()
+    }
+}
+
+/// Makes the store of one stream of one branch (plain buffers, or a calibrator).
+pub type StoreFactory = Box<dyn Fn() -> Box<dyn MiddleStore> + Send + Sync>;
+
+/// How a context keeps what its middle blocks did, per stream: the store of each stream and
+/// whether it keeps the residual (reused as `Fn output + residual`) or the output itself.
+pub struct StreamStores {
+    /// Makes the hidden stream's stores.
+    pub hidden: StoreFactory,
+    /// Makes the encoder stream's stores.
+    pub encoder: StoreFactory,
+    /// The hidden stream keeps residuals (`true`) or middle-block outputs.
+    pub hidden_is_residual: bool,
+    /// The encoder stream keeps residuals (`true`) or middle-block outputs.
+    pub encoder_is_residual: bool,
+}
+
+impl StreamStores {
+    /// Plain residual buffers on both streams: DBCache without a calibrator.
+    pub fn plain() -> Self {
+        Self {
+            hidden: Box::new(|| Box::new(PlainStore::default())),
+            encoder: Box::new(|| Box::new(PlainStore::default())),
+            hidden_is_residual: true,
+            encoder_is_residual: true,
+        }
+    }
+}
+
+impl std::fmt::Debug for StreamStores {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamStores")
+            .field("hidden_is_residual", &self.hidden_is_residual)
+            .field("encoder_is_residual", &self.encoder_is_residual)
+            .finish_non_exhaustive()
     }
 }

@@ -275,6 +275,7 @@ fn several_lists_keep_independent_contexts_and_overrides() -> Result<()> {
     let model = TwoLists::new();
     let options = CacheOptions {
         cache: vector_config(1, 0.1),
+        calibrator: None,
         modifiers: vec![ParamsModifier {
             cache: CacheConfigPatch {
                 residual_diff_threshold: Some(0.5),

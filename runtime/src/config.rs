@@ -226,7 +226,7 @@ impl CacheConfig {
             }
             None => self.max_warmup_steps,
         };
-        step < limit && step % self.warmup_interval.max(1) == 0
+        step < limit && step.is_multiple_of(self.warmup_interval.max(1))
     }
 }
 

@@ -185,3 +185,65 @@ impl CombinedTimestepTextProj {
         Ok(temb)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    fn close(a: &[f32], b: &[f32]) {
+        assert_eq!(a.len(), b.len());
+        for (x, y) in a.iter().zip(b) {
+            assert!((x - y).abs() <= 2e-6, "{a:?} vs {b:?}");
+        }
+    }
+
+    /// Values from diffusers 0.42 `get_timestep_embedding`.
+    #[test]
+    fn matches_diffusers_timestep_embedding() -> Result<()> {
+        let t = Tensor::new(&[0f32, 500.0, 999.0], &Device::Cpu)?;
+        let e = timestep_embedding(&t, 8, true, 0.0, 1.0, 10000.0)?.to_vec2::<f32>()?;
+        close(&e[0], &[1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0]);
+        close(
+            &e[1],
+            &[
+                -0.883_849_3,
+                0.964_965,
+                0.283_662_2,
+                0.877_582_55,
+                -0.467_771_8,
+                -0.262_378_54,
+                -0.958_924_3,
+                0.479_425_52,
+            ],
+        );
+        close(
+            &e[2],
+            &[
+                0.999_649_8,
+                0.807_455_06,
+                -0.844_469_8,
+                0.541_143_5,
+                -0.026_460_752,
+                -0.589_929_1,
+                -0.535_603_17,
+                0.840_930_2,
+            ],
+        );
+        let t = Tensor::new(&[3f32], &Device::Cpu)?;
+        let e = timestep_embedding(&t, 7, false, 1.0, 2.0, 10000.0)?.to_vec2::<f32>()?;
+        close(
+            &e[0],
+            &[
+                -0.279_415_5,
+                0.059_964_005,
+                0.000_599_999_85,
+                0.960_170_3,
+                0.998_200_5,
+                0.999_999_8,
+                0.0,
+            ],
+        );
+        Ok(())
+    }
+}

@@ -6,7 +6,7 @@ use candle_core::{DType, Device, Result, Tensor};
 /// patch: Flux's `_pack_latents` for `p = 2`.
 pub fn pack_latents(x: &Tensor, p: usize) -> Result<Tensor> {
     let (b, c, h, w) = x.dims4()?;
-    if p == 0 || h % p != 0 || w % p != 0 {
+    if p == 0 || !h.is_multiple_of(p) || !w.is_multiple_of(p) {
         candle_core::bail!("latents {h}x{w} are not divisible into {p}x{p} patches");
     }
     x.reshape((b, c, h / p, p, w / p, p))?
@@ -18,7 +18,12 @@ pub fn pack_latents(x: &Tensor, p: usize) -> Result<Tensor> {
 /// (Flux's `_unpack_latents` on latent sizes).
 pub fn unpack_latents(x: &Tensor, h: usize, w: usize, p: usize) -> Result<Tensor> {
     let (b, n, d) = x.dims3()?;
-    if p == 0 || h % p != 0 || w % p != 0 || n != (h / p) * (w / p) || d % (p * p) != 0 {
+    if p == 0
+        || !h.is_multiple_of(p)
+        || !w.is_multiple_of(p)
+        || n != (h / p) * (w / p)
+        || !d.is_multiple_of(p * p)
+    {
         candle_core::bail!(
             "cannot unpack {n} tokens of width {d} into a {h}x{w} latent with {p}x{p} patches"
         );
@@ -45,4 +50,31 @@ pub fn image_ids(h: usize, w: usize, first: f32, device: &Device) -> Result<Tens
 /// Text ids `(len, 3)` of zeros, as the Flux pipeline builds them.
 pub fn text_ids(len: usize, device: &Device) -> Result<Tensor> {
     Tensor::zeros((len, 3), DType::F32, device)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pack_is_flux_order_and_unpack_inverts_it() -> Result<()> {
+        let dev = Device::Cpu;
+        let x = Tensor::arange(0f32, 2.0 * 3.0 * 4.0 * 6.0, &dev)?.reshape((2, 3, 4, 6))?;
+        let p = pack_latents(&x, 2)?;
+        assert_eq!(p.dims(), &[2, 6, 12]);
+        // Token 1 is patch (row 0, col 1); its channels are c-major, then the 2x2 pixels.
+        let tok = p.get(0)?.get(1)?.to_vec1::<f32>()?;
+        assert_eq!(&tok[..4], &[2.0, 3.0, 8.0, 9.0]);
+        assert_eq!(tok[4], 24.0 + 2.0);
+        let back = unpack_latents(&p, 4, 6, 2)?;
+        assert_eq!(
+            back.flatten_all()?.to_vec1::<f32>()?,
+            x.flatten_all()?.to_vec1::<f32>()?
+        );
+        assert!(pack_latents(&x, 5).is_err());
+        assert!(unpack_latents(&p, 4, 4, 2).is_err());
+        let ids = image_ids(2, 3, 0.0, &dev)?.to_vec2::<f32>()?;
+        assert_eq!(ids[4], vec![0.0, 1.0, 1.0]);
+        Ok(())
+    }
 }

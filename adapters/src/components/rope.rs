@@ -168,3 +168,77 @@ impl MultiAxisRope {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Both styles against the textbook formulas on a small input.
+    #[test]
+    fn interleaved_and_half_split_rotate_the_right_pairs() -> Result<()> {
+        let dev = Device::Cpu;
+        let (cos, sin) = rotary_angles_1d(4, &[0.0, 1.0, 2.0], 10.0);
+        let x: Vec<f32> = (0..12).map(|i| i as f32 * 0.1 - 0.5).collect();
+        let xt = Tensor::from_vec(x.clone(), (1, 1, 3, 4), &dev)?;
+        let mk = |style| {
+            RotaryEmbedding::new(
+                Tensor::from_vec(cos.clone(), (3, 2), &dev)?,
+                Tensor::from_vec(sin.clone(), (3, 2), &dev)?,
+                style,
+            )
+        };
+        let inter = mk(RopeStyle::Interleaved)?
+            .apply(&xt)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        let half = mk(RopeStyle::HalfSplit)?
+            .apply(&xt)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        for s in 0..3 {
+            let r = &x[s * 4..s * 4 + 4];
+            for i in 0..2 {
+                let (c, sn) = (cos[s * 2 + i], sin[s * 2 + i]);
+                let (a, b) = (r[2 * i], r[2 * i + 1]);
+                assert!((inter[s * 4 + 2 * i] - (a * c - b * sn)).abs() < 1e-6);
+                assert!((inter[s * 4 + 2 * i + 1] - (b * c + a * sn)).abs() < 1e-6);
+                let (a, b) = (r[i], r[i + 2]);
+                assert!((half[s * 4 + i] - (a * c - b * sn)).abs() < 1e-6);
+                assert!((half[s * 4 + i + 2] - (b * c + a * sn)).abs() < 1e-6);
+            }
+        }
+        let table = mk(RopeStyle::Interleaved)?;
+        let (fc, fs) = table.full_tables()?;
+        let again = RotaryEmbedding::from_interleaved_full(&fc, &fs)?;
+        assert_eq!(
+            again.tables().0.to_vec2::<f32>()?,
+            table.tables().0.to_vec2::<f32>()?
+        );
+        assert!(
+            table
+                .apply(&Tensor::zeros((1, 1, 2, 4), DType::F32, &dev)?)
+                .is_err()
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn multi_axis_table_concatenates_axes() -> Result<()> {
+        let dev = Device::Cpu;
+        let rope = MultiAxisRope {
+            theta: 10000.0,
+            axes_dim: vec![2, 4],
+        };
+        let ids = Tensor::new(&[[0f32, 3.0], [1.0, 5.0]], &dev)?;
+        let t = rope.forward(&ids, &dev)?;
+        let cos = t.tables().0.to_vec2::<f32>()?;
+        assert_eq!(cos[1][0], 1f32.cos());
+        assert_eq!(cos[1][1], 5f32.cos());
+        assert_eq!(cos[1][2], (5.0f64 / 100.0).cos() as f32);
+        assert!(
+            rope.forward(&Tensor::zeros((2, 3), DType::F32, &dev)?, &dev)
+                .is_err()
+        );
+        Ok(())
+    }
+}

@@ -219,6 +219,16 @@ impl Checkpoint {
             reason: format!("invalid index: {e}"),
         })?;
         let dir = index.parent().unwrap_or_else(|| Path::new("."));
+        if let Some(bad) = parsed
+            .weight_map
+            .values()
+            .find(|f| f.contains(['/', '\\']) || f.as_str() == ".." || f.is_empty())
+        {
+            return Err(LoadError::CorruptFile {
+                path: index.to_path_buf(),
+                reason: format!("shard name `{bad}` is not a file name in the index's folder"),
+            });
+        }
         let mut files: Vec<&String> = parsed.weight_map.values().collect();
         files.sort();
         files.dedup();

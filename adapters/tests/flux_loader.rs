@@ -170,6 +170,10 @@ fn index_naming_a_tensor_its_shard_lacks_is_a_missing_tensor() -> Res<()> {
         }
         other => return Err(format!("expected MissingTensor with a file, got {other:?}").into()),
     }
+    // Shard names must stay inside the folder.
+    index["weight_map"]["ghost.weight"] = serde_json::Value::String("../elsewhere.safetensors".into());
+    std::fs::write(&index_path, index.to_string())?;
+    assert!(matches!(load(dir.path()), Err(LoadError::CorruptFile { .. })));
     Ok(())
 }
 

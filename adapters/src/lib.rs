@@ -1,1 +1,21 @@
 //! Candle models of the DiT families cachedit supports, built on shared block designs.
+//!
+//! - [`components`]: the pieces every family configures rather than copies (attention, norms,
+//!   adaLN modulation, feed-forward, timestep/text embedders, rotary tables, patchify).
+//! - [`blocks`]: the block designs of `families.md` §4: J (dual-stream joint, MMDiT) and S
+//!   (parallel single-stream).
+//! - [`families`]: the transformers, with diffusers' parameter names so a hub `transformer/`
+//!   folder loads as is.
+//! - [`loader`]: diffusers `transformer/` folders (single or sharded safetensors) with typed errors.
+//! - [`init`]: deterministic seeded weights for tests and demos.
+
+pub mod blocks;
+pub mod components;
+pub mod families;
+pub mod init;
+pub mod loader;
+
+pub use families::ListLayout;
+pub use families::flux::FluxTransformer2DModel;
+pub use init::{SeededBackend, seeded_var_builder};
+pub use loader::{Checkpoint, LoadError};

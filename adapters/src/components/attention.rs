@@ -1,0 +1,323 @@
+//! Attention with the knobs of families.md §4: separate or fused q/k/v projections, biases,
+//! per-head q/k norms (RMS or LayerNorm), rotary tables, an optional additive mask, and joint
+//! text+image attention through the "added" (context) projections.
+
+use candle_core::{D, DType, Module, Result, Tensor};
+use candle_nn::{Linear, VarBuilder};
+
+use super::linear;
+use super::norm::{Norm, NormKind};
+use super::rope::RotaryEmbedding;
+
+/// The q/k normalisation applied per head (over `head_dim`) after the projections.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum QkNorm {
+    /// No normalisation.
+    None,
+    /// An RMSNorm per head (Flux, SD3.5, QwenImage, HunyuanVideo).
+    RmsNorm {
+        /// Epsilon.
+        eps: f64,
+        /// Whether the norm has a `weight`.
+        affine: bool,
+    },
+    /// A LayerNorm per head (CogVideoX, CogView).
+    LayerNorm {
+        /// Epsilon.
+        eps: f64,
+        /// Whether the norm has `weight` and `bias`.
+        affine: bool,
+    },
+}
+
+impl QkNorm {
+    fn build(self, head_dim: usize, vb: VarBuilder) -> Result<Option<Norm>> {
+        let kind = match self {
+            Self::None => return Ok(None),
+            Self::RmsNorm { eps, affine } => (NormKind::RmsNorm { affine }, eps),
+            Self::LayerNorm { eps, affine } => (NormKind::LayerNorm { affine, bias: affine }, eps),
+        };
+        Norm::new(kind.0, head_dim, kind.1, vb).map(Some)
+    }
+}
+
+/// Where the text ("context") tokens go in the joint sequence. RoPE tables and masks are laid
+/// out in this order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JointOrder {
+    /// `[txt, img]`: Flux, QwenImage, AuraFlow.
+    TextFirst,
+    /// `[img, txt]`: SD3, HunyuanVideo, HiDream, Mochi.
+    ImageFirst,
+}
+
+/// The shape and layout of an attention layer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttentionConfig {
+    /// Width of the image stream.
+    pub query_dim: usize,
+    /// Number of heads.
+    pub heads: usize,
+    /// Channels per head.
+    pub head_dim: usize,
+    /// Bias of `to_q`, `to_k`, `to_v`.
+    pub bias: bool,
+    /// Bias of `to_out.0` / `to_add_out`.
+    pub out_bias: bool,
+    /// q/k normalisation (`norm_q`, `norm_k`, `norm_added_q`, `norm_added_k`).
+    pub qk_norm: QkNorm,
+    /// Width of the text stream when the layer has added projections (`add_{q,k,v}_proj`).
+    pub added_kv_proj_dim: Option<usize>,
+    /// Bias of the added projections.
+    pub added_proj_bias: bool,
+    /// No output projection (`to_out`): Flux's single-stream blocks project after the MLP concat.
+    pub pre_only: bool,
+    /// No text output projection (`to_add_out`): SD3's last block.
+    pub context_pre_only: bool,
+    /// Fused `to_qkv` / `to_added_qkv` projections instead of separate ones.
+    pub fused_qkv: bool,
+    /// Order of the joint sequence.
+    pub joint_order: JointOrder,
+}
+
+impl AttentionConfig {
+    /// Flux's attention: biases everywhere, RMS q/k norms with `eps`, `[txt, img]`.
+    pub fn flux(dim: usize, heads: usize, head_dim: usize, added: bool, pre_only: bool, eps: f64) -> Self {
+        Self {
+            query_dim: dim,
+            heads,
+            head_dim,
+            bias: true,
+            out_bias: true,
+            qk_norm: QkNorm::RmsNorm { eps, affine: true },
+            added_kv_proj_dim: added.then_some(dim),
+            added_proj_bias: true,
+            pre_only,
+            context_pre_only: false,
+            fused_qkv: false,
+            joint_order: JointOrder::TextFirst,
+        }
+    }
+
+    fn inner_dim(&self) -> usize {
+        self.heads * self.head_dim
+    }
+}
+
+/// q/k/v projections: separate (`to_q`, `to_k`, `to_v`) or fused (`to_qkv`).
+#[derive(Debug, Clone)]
+enum Qkv {
+    Separate(Linear, Linear, Linear),
+    Fused(Linear),
+}
+
+impl Qkv {
+    fn new(
+        fused: bool,
+        in_dim: usize,
+        inner: usize,
+        bias: bool,
+        names: [&str; 4],
+        vb: &VarBuilder,
+    ) -> Result<Self> {
+        if fused {
+            return Ok(Self::Fused(linear(in_dim, 3 * inner, bias, vb.pp(names[3]))?));
+        }
+        Ok(Self::Separate(
+            linear(in_dim, inner, bias, vb.pp(names[0]))?,
+            linear(in_dim, inner, bias, vb.pp(names[1]))?,
+            linear(in_dim, inner, bias, vb.pp(names[2]))?,
+        ))
+    }
+
+    fn project(&self, x: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
+        match self {
+            Self::Separate(q, k, v) => Ok((q.forward(x)?, k.forward(x)?, v.forward(x)?)),
+            Self::Fused(qkv) => {
+                let y = qkv.forward(x)?;
+                let n = y.dim(D::Minus1)? / 3;
+                Ok((
+                    y.narrow(D::Minus1, 0, n)?,
+                    y.narrow(D::Minus1, n, n)?,
+                    y.narrow(D::Minus1, 2 * n, n)?,
+                ))
+            }
+        }
+    }
+}
+
+/// One stream's projections and q/k norms.
+#[derive(Debug, Clone)]
+struct StreamProj {
+    qkv: Qkv,
+    norm_q: Option<Norm>,
+    norm_k: Option<Norm>,
+}
+
+impl StreamProj {
+    /// `(q, k, v)` as `(B, S, H, D)`, q and k normalised.
+    fn forward(&self, x: &Tensor, heads: usize, head_dim: usize) -> Result<(Tensor, Tensor, Tensor)> {
+        let (b, s, _) = x.dims3()?;
+        let (q, k, v) = self.qkv.project(x)?;
+        let split = |t: Tensor| t.reshape((b, s, heads, head_dim));
+        let (mut q, mut k, v) = (split(q)?, split(k)?, split(v)?);
+        if let Some(n) = &self.norm_q {
+            q = n.forward(&q)?;
+        }
+        if let Some(n) = &self.norm_k {
+            k = n.forward(&k)?;
+        }
+        Ok((q, k, v))
+    }
+}
+
+/// diffusers' `Attention` / `FluxAttention` family with the knobs of [`AttentionConfig`].
+#[derive(Debug, Clone)]
+pub struct Attention {
+    cfg: AttentionConfig,
+    image: StreamProj,
+    context: Option<StreamProj>,
+    to_out: Option<Linear>,
+    to_add_out: Option<Linear>,
+}
+
+impl Attention {
+    /// Loads the layer from `vb` with diffusers' names.
+    pub fn new(cfg: AttentionConfig, vb: VarBuilder) -> Result<Self> {
+        let inner = cfg.inner_dim();
+        let image = StreamProj {
+            qkv: Qkv::new(
+                cfg.fused_qkv,
+                cfg.query_dim,
+                inner,
+                cfg.bias,
+                ["to_q", "to_k", "to_v", "to_qkv"],
+                &vb,
+            )?,
+            norm_q: cfg.qk_norm.build(cfg.head_dim, vb.pp("norm_q"))?,
+            norm_k: cfg.qk_norm.build(cfg.head_dim, vb.pp("norm_k"))?,
+        };
+        let context = match cfg.added_kv_proj_dim {
+            Some(dim) => Some(StreamProj {
+                qkv: Qkv::new(
+                    cfg.fused_qkv,
+                    dim,
+                    inner,
+                    cfg.added_proj_bias,
+                    ["add_q_proj", "add_k_proj", "add_v_proj", "to_added_qkv"],
+                    &vb,
+                )?,
+                norm_q: cfg.qk_norm.build(cfg.head_dim, vb.pp("norm_added_q"))?,
+                norm_k: cfg.qk_norm.build(cfg.head_dim, vb.pp("norm_added_k"))?,
+            }),
+            None => None,
+        };
+        let to_out = if cfg.pre_only {
+            None
+        } else {
+            Some(linear(inner, cfg.query_dim, cfg.out_bias, vb.pp("to_out.0"))?)
+        };
+        let to_add_out = match cfg.added_kv_proj_dim {
+            Some(dim) if !cfg.context_pre_only => {
+                Some(linear(inner, dim, cfg.out_bias, vb.pp("to_add_out"))?)
+            }
+            _ => None,
+        };
+        Ok(Self {
+            cfg,
+            image,
+            context,
+            to_out,
+            to_add_out,
+        })
+    }
+
+    /// The layer's configuration.
+    pub fn config(&self) -> &AttentionConfig {
+        &self.cfg
+    }
+
+    /// Self-attention over `hidden` `(B, S, query_dim)`, or joint attention over `hidden` and
+    /// `encoder` (text, `(B, T, added_kv_proj_dim)`) concatenated in `joint_order`. `rotary`
+    /// covers the whole (joint) sequence; `mask` is additive, broadcastable to `(B, H, S, S)`.
+    /// Returns the image part and, for joint attention, the text part, each through its output
+    /// projection when the layer has one.
+    pub fn forward(
+        &self,
+        hidden: &Tensor,
+        encoder: Option<&Tensor>,
+        rotary: Option<&RotaryEmbedding>,
+        mask: Option<&Tensor>,
+    ) -> Result<(Tensor, Option<Tensor>)> {
+        let (h, d) = (self.cfg.heads, self.cfg.head_dim);
+        let (q, k, v) = self.image.forward(hidden, h, d)?;
+        let joint = match (encoder, &self.context) {
+            (Some(e), Some(ctx)) => Some((e.dim(1)?, ctx.forward(e, h, d)?)),
+            (Some(_), None) => candle_core::bail!("attention has no added projections for an encoder stream"),
+            (None, _) => None,
+        };
+        let (q, k, v, text_len) = match joint {
+            None => (q, k, v, 0),
+            Some((t, (eq, ek, ev))) => {
+                let cat = |a: &Tensor, b: &Tensor| match self.cfg.joint_order {
+                    JointOrder::TextFirst => Tensor::cat(&[a, b], 1),
+                    JointOrder::ImageFirst => Tensor::cat(&[b, a], 1),
+                };
+                (cat(&eq, &q)?, cat(&ek, &k)?, cat(&ev, &v)?, t)
+            }
+        };
+        // (B, S, H, D) -> (B, H, S, D)
+        let mut q = q.transpose(1, 2)?.contiguous()?;
+        let mut k = k.transpose(1, 2)?.contiguous()?;
+        let v = v.transpose(1, 2)?.contiguous()?;
+        if let Some(r) = rotary {
+            q = r.apply(&q)?;
+            k = r.apply(&k)?;
+        }
+        let out = scaled_dot_product_attention(&q, &k, &v, mask, 1.0 / (d as f64).sqrt())?;
+        let (b, _, s, _) = out.dims4()?;
+        let out = out.transpose(1, 2)?.reshape((b, s, h * d))?;
+        if encoder.is_none() {
+            return match &self.to_out {
+                Some(p) => Ok((p.forward(&out)?, None)),
+                None => Ok((out, None)),
+            };
+        }
+        let image_len = s - text_len;
+        let (txt, img) = match self.cfg.joint_order {
+            JointOrder::TextFirst => (out.narrow(1, 0, text_len)?, out.narrow(1, text_len, image_len)?),
+            JointOrder::ImageFirst => (out.narrow(1, image_len, text_len)?, out.narrow(1, 0, image_len)?),
+        };
+        let img = match &self.to_out {
+            Some(p) => p.forward(&img)?,
+            None => img,
+        };
+        let txt = match &self.to_add_out {
+            Some(p) => p.forward(&txt)?,
+            None => txt,
+        };
+        Ok((img, Some(txt)))
+    }
+}
+
+/// `softmax(q kᵀ · scale + mask) v` for `(B, H, S, D)` inputs; the softmax runs in f32 for
+/// half-precision inputs.
+pub fn scaled_dot_product_attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    mask: Option<&Tensor>,
+    scale: f64,
+) -> Result<Tensor> {
+    let dtype = q.dtype();
+    let mut logits = (q * scale)?.matmul(&k.t()?)?;
+    if let Some(m) = mask {
+        logits = logits.broadcast_add(&m.to_dtype(dtype)?)?;
+    }
+    let probs = if dtype == DType::F32 || dtype == DType::F64 {
+        candle_nn::ops::softmax_last_dim(&logits)?
+    } else {
+        candle_nn::ops::softmax_last_dim(&logits.to_dtype(DType::F32)?)?.to_dtype(dtype)?
+    };
+    probs.matmul(v)
+}

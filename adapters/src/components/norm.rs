@@ -1,0 +1,90 @@
+//! Normalisation layers: LayerNorm (affine / no-affine) and RMSNorm (affine / no-affine), on
+//! Candle's fused kernels.
+
+use candle_core::{DType, Device, Module, Result, Tensor};
+use candle_nn::{Init, VarBuilder};
+
+/// Which normalisation, over the last dimension.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum NormKind {
+    /// `(x - mean) / sqrt(var + eps) * weight + bias`.
+    LayerNorm {
+        /// Whether `weight` (and `bias`, if `bias`) are parameters; otherwise 1 and 0.
+        affine: bool,
+        /// Whether an affine LayerNorm has a `bias`.
+        bias: bool,
+    },
+    /// `x / sqrt(mean(x²) + eps) * weight`.
+    RmsNorm {
+        /// Whether `weight` is a parameter; otherwise 1.
+        affine: bool,
+    },
+}
+
+/// A LayerNorm or RMSNorm over the last dimension (diffusers' `nn.LayerNorm`, `nn.RMSNorm`,
+/// `RMSNorm`; parameter names `weight`, `bias`).
+#[derive(Debug, Clone)]
+pub struct Norm {
+    kind: NormKind,
+    weight: Tensor,
+    bias: Option<Tensor>,
+    eps: f32,
+}
+
+impl Norm {
+    /// Builds a norm over `dim` channels; parameters (if any) are read from `vb`.
+    pub fn new(kind: NormKind, dim: usize, eps: f64, vb: VarBuilder) -> Result<Self> {
+        let (weight, bias) = match kind {
+            NormKind::LayerNorm { affine: true, bias } => {
+                let w = vb.get_with_hints(dim, "weight", Init::Const(1.0))?;
+                let b = if bias {
+                    vb.get_with_hints(dim, "bias", Init::Const(0.0))?
+                } else {
+                    Tensor::zeros(dim, vb.dtype(), vb.device())?
+                };
+                (w, Some(b))
+            }
+            NormKind::LayerNorm { affine: false, .. } => (
+                Tensor::ones(dim, vb.dtype(), vb.device())?,
+                Some(Tensor::zeros(dim, vb.dtype(), vb.device())?),
+            ),
+            NormKind::RmsNorm { affine: true } => (vb.get_with_hints(dim, "weight", Init::Const(1.0))?, None),
+            NormKind::RmsNorm { affine: false } => (Tensor::ones(dim, vb.dtype(), vb.device())?, None),
+        };
+        Ok(Self {
+            kind,
+            weight,
+            bias,
+            eps: eps as f32,
+        })
+    }
+
+    /// A LayerNorm without parameters (diffusers' `elementwise_affine=False`).
+    pub fn layer_norm_no_affine(dim: usize, eps: f64, dtype: DType, device: &Device) -> Result<Self> {
+        Ok(Self {
+            kind: NormKind::LayerNorm {
+                affine: false,
+                bias: false,
+            },
+            weight: Tensor::ones(dim, dtype, device)?,
+            bias: Some(Tensor::zeros(dim, dtype, device)?),
+            eps: eps as f32,
+        })
+    }
+
+    /// The kind of norm.
+    pub fn kind(&self) -> NormKind {
+        self.kind
+    }
+}
+
+impl Module for Norm {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        // The fused kernels need a contiguous input; `contiguous` is free when it already is.
+        let x = x.contiguous()?;
+        match &self.bias {
+            Some(b) => candle_nn::ops::layer_norm(&x, &self.weight, b, self.eps),
+            None => candle_nn::ops::rms_norm(&x, &self.weight, self.eps),
+        }
+    }
+}

@@ -1,0 +1,468 @@
+//! FLUX.1 (`FluxTransformer2DModel`, also Fill/Kontext/VisualCloze): Design J double blocks
+//! followed by Design S single blocks, with diffusers' parameter names.
+
+use std::path::Path;
+
+use cachedit_runtime::{BlockList, CachedBlock, CachedListInfo, CachedTransformer, ForwardPattern, Streams};
+use candle_core::{DType, Device, Module, Result, Tensor};
+use candle_nn::{Linear, VarBuilder};
+use serde::{Deserialize, Serialize};
+
+use super::ListLayout;
+use crate::blocks::joint::{DualStreamJointBlock, JointBlockConfig};
+use crate::blocks::single::{ParallelSingleStreamBlock, SingleBlockConfig};
+use crate::components::embeddings::CombinedTimestepTextProj;
+use crate::components::linear;
+use crate::components::modulation::AdaLayerNormContinuous;
+use crate::components::norm::NormKind;
+use crate::components::rope::{MultiAxisRope, RotaryEmbedding};
+use crate::loader::{self, Checkpoint, DiffusersConfig, LoadError};
+
+/// The diffusers config of `FluxTransformer2DModel` (`transformer/config.json`); defaults are
+/// diffusers' constructor defaults.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    /// Patch size of the packed latents (1: the pipeline packs 2×2 patches into channels).
+    pub patch_size: usize,
+    /// Channels of the input tokens (64 = 16 VAE channels × 2×2; Fill: 384).
+    pub in_channels: usize,
+    /// Channels of the output tokens (default `in_channels`; Fill: 64).
+    pub out_channels: Option<usize>,
+    /// Number of dual-stream (double) blocks.
+    pub num_layers: usize,
+    /// Number of single-stream blocks.
+    pub num_single_layers: usize,
+    /// Channels per attention head.
+    pub attention_head_dim: usize,
+    /// Attention heads.
+    pub num_attention_heads: usize,
+    /// Width of the text embeddings (T5-XXL: 4096).
+    pub joint_attention_dim: usize,
+    /// Width of the pooled text embedding (CLIP-L: 768).
+    pub pooled_projection_dim: usize,
+    /// Whether the model embeds a guidance scale (FLUX.1-dev).
+    pub guidance_embeds: bool,
+    /// Rotary channels per position axis; they sum to `attention_head_dim`.
+    pub axes_dims_rope: Vec<usize>,
+    /// How the two block lists are cached (not part of the diffusers config).
+    #[serde(skip)]
+    pub list_layout: ListLayout,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            patch_size: 1,
+            in_channels: 64,
+            out_channels: None,
+            num_layers: 19,
+            num_single_layers: 38,
+            attention_head_dim: 128,
+            num_attention_heads: 24,
+            joint_attention_dim: 4096,
+            pooled_projection_dim: 768,
+            guidance_embeds: false,
+            axes_dims_rope: vec![16, 56, 56],
+            list_layout: ListLayout::Chained,
+        }
+    }
+}
+
+impl Config {
+    /// FLUX.1-dev (guidance-distilled).
+    pub fn dev() -> Self {
+        Self {
+            guidance_embeds: true,
+            ..Self::default()
+        }
+    }
+
+    /// FLUX.1-schnell (timestep-distilled, no guidance embedding).
+    pub fn schnell() -> Self {
+        Self::default()
+    }
+
+    /// FLUX.1-Fill-dev (and VisualCloze): image + mask conditioning concatenated on channels.
+    pub fn fill() -> Self {
+        Self {
+            in_channels: 384,
+            out_channels: Some(64),
+            ..Self::dev()
+        }
+    }
+
+    /// FLUX.1-Kontext-dev: the dev architecture; the reference image is concatenated along the
+    /// sequence with ids whose first axis is 1, so no architectural change.
+    pub fn kontext() -> Self {
+        Self::dev()
+    }
+
+    /// The tiny config of diffusers' unit tests (`test_models_transformer_flux.py`).
+    pub fn tiny() -> Self {
+        Self {
+            patch_size: 1,
+            in_channels: 4,
+            out_channels: None,
+            num_layers: 1,
+            num_single_layers: 1,
+            attention_head_dim: 16,
+            num_attention_heads: 2,
+            joint_attention_dim: 32,
+            pooled_projection_dim: 32,
+            guidance_embeds: false,
+            axes_dims_rope: vec![4, 4, 8],
+            list_layout: ListLayout::Chained,
+        }
+    }
+
+    /// The same config with another cached-list layout.
+    pub fn with_list_layout(self, list_layout: ListLayout) -> Self {
+        Self { list_layout, ..self }
+    }
+
+    /// Width of the transformer (`heads × head_dim`).
+    pub fn inner_dim(&self) -> usize {
+        self.num_attention_heads * self.attention_head_dim
+    }
+
+    /// Output channels (`out_channels` or `in_channels`).
+    pub fn out_channels(&self) -> usize {
+        self.out_channels.unwrap_or(self.in_channels)
+    }
+}
+
+impl DiffusersConfig for Config {
+    const FIELDS: &'static [&'static str] = &[
+        "patch_size",
+        "in_channels",
+        "out_channels",
+        "num_layers",
+        "num_single_layers",
+        "attention_head_dim",
+        "num_attention_heads",
+        "joint_attention_dim",
+        "pooled_projection_dim",
+        "guidance_embeds",
+        "axes_dims_rope",
+    ];
+
+    fn validate(&self) -> std::result::Result<(), String> {
+        let positive = [
+            ("patch_size", self.patch_size),
+            ("in_channels", self.in_channels),
+            ("attention_head_dim", self.attention_head_dim),
+            ("num_attention_heads", self.num_attention_heads),
+            ("joint_attention_dim", self.joint_attention_dim),
+            ("pooled_projection_dim", self.pooled_projection_dim),
+            ("out_channels", self.out_channels()),
+        ];
+        if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
+            return Err(format!("`{name}` must be positive"));
+        }
+        let sum: usize = self.axes_dims_rope.iter().sum();
+        if sum != self.attention_head_dim || self.axes_dims_rope.iter().any(|d| d % 2 == 1) {
+            return Err(format!(
+                "`axes_dims_rope` {:?} must be even and sum to `attention_head_dim` {}",
+                self.axes_dims_rope, self.attention_head_dim
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The arguments every Flux block gets besides the two streams.
+#[derive(Debug, Clone, Copy)]
+pub struct FluxBlockArgs<'a> {
+    /// The conditioning vector `(B, inner_dim)`.
+    pub temb: &'a Tensor,
+    /// The rotary table of the joint `[txt, img]` sequence.
+    pub image_rotary_emb: Option<&'a RotaryEmbedding>,
+}
+
+/// diffusers' `FluxTransformerBlock`: Design J with Flux's knobs.
+#[derive(Debug, Clone)]
+pub struct FluxTransformerBlock {
+    inner: DualStreamJointBlock,
+}
+
+impl FluxTransformerBlock {
+    /// Loads the block from `vb` (`transformer_blocks.{i}`).
+    pub fn new(dim: usize, heads: usize, head_dim: usize, vb: VarBuilder) -> Result<Self> {
+        let cfg = JointBlockConfig::flux(dim, heads, head_dim);
+        Ok(Self {
+            inner: DualStreamJointBlock::new(&cfg, vb)?,
+        })
+    }
+
+    /// Returns `(encoder_hidden_states, hidden_states)`, like diffusers.
+    pub fn forward(
+        &self,
+        hidden_states: &Tensor,
+        encoder_hidden_states: &Tensor,
+        temb: &Tensor,
+        image_rotary_emb: Option<&RotaryEmbedding>,
+    ) -> Result<(Tensor, Tensor)> {
+        self.inner
+            .forward(hidden_states, encoder_hidden_states, temb, image_rotary_emb, None)
+    }
+}
+
+/// diffusers' `FluxSingleTransformerBlock` (≥ 0.35 signature): Design S with Flux's knobs.
+#[derive(Debug, Clone)]
+pub struct FluxSingleTransformerBlock {
+    inner: ParallelSingleStreamBlock,
+}
+
+impl FluxSingleTransformerBlock {
+    /// Loads the block from `vb` (`single_transformer_blocks.{i}`).
+    pub fn new(dim: usize, heads: usize, head_dim: usize, vb: VarBuilder) -> Result<Self> {
+        let cfg = SingleBlockConfig::flux(dim, heads, head_dim);
+        Ok(Self {
+            inner: ParallelSingleStreamBlock::new(&cfg, vb)?,
+        })
+    }
+
+    /// Concatenates `[txt, img]`, runs the block, splits back; returns
+    /// `(encoder_hidden_states, hidden_states)`, like diffusers.
+    pub fn forward(
+        &self,
+        hidden_states: &Tensor,
+        encoder_hidden_states: &Tensor,
+        temb: &Tensor,
+        image_rotary_emb: Option<&RotaryEmbedding>,
+    ) -> Result<(Tensor, Tensor)> {
+        self.inner
+            .forward(hidden_states, encoder_hidden_states, temb, image_rotary_emb, None)
+    }
+}
+
+fn pattern_1_streams(s: Streams) -> Result<(Tensor, Tensor)> {
+    let encoder = s
+        .encoder
+        .ok_or_else(|| candle_core::Error::msg("a Pattern_1 block needs the encoder stream"))?;
+    Ok((s.hidden, encoder))
+}
+
+// Replaced by #[block_adapter(pattern = Pattern_1)] once the macros land.
+impl CachedBlock for FluxTransformerBlock {
+    const PATTERN: ForwardPattern = ForwardPattern::Pattern_1;
+    type Args<'a> = FluxBlockArgs<'a>;
+
+    fn forward_streams(&self, s: Streams, args: &Self::Args<'_>, _index: usize) -> Result<Streams> {
+        let (h, e) = pattern_1_streams(s)?;
+        let (e, h) = self.forward(&h, &e, args.temb, args.image_rotary_emb)?;
+        Ok(Streams::new(h, e))
+    }
+}
+
+// Replaced by #[block_adapter(pattern = Pattern_1)] once the macros land.
+impl CachedBlock for FluxSingleTransformerBlock {
+    const PATTERN: ForwardPattern = ForwardPattern::Pattern_1;
+    type Args<'a> = FluxBlockArgs<'a>;
+
+    fn forward_streams(&self, s: Streams, args: &Self::Args<'_>, _index: usize) -> Result<Streams> {
+        let (h, e) = pattern_1_streams(s)?;
+        let (e, h) = self.forward(&h, &e, args.temb, args.image_rotary_emb)?;
+        Ok(Streams::new(h, e))
+    }
+}
+
+/// diffusers' `FluxTransformer2DModel`.
+#[derive(Debug)]
+pub struct FluxTransformer2DModel {
+    cfg: Config,
+    dtype: DType,
+    pos_embed: MultiAxisRope,
+    time_text_embed: CombinedTimestepTextProj,
+    context_embedder: Linear,
+    x_embedder: Linear,
+    transformer_blocks: BlockList<FluxTransformerBlock>,
+    single_transformer_blocks: BlockList<FluxSingleTransformerBlock>,
+    norm_out: AdaLayerNormContinuous,
+    proj_out: Linear,
+}
+
+impl FluxTransformer2DModel {
+    /// Builds the model from `vb` (diffusers names at the root of `vb`).
+    pub fn new(cfg: Config, vb: VarBuilder) -> Result<Self> {
+        cfg.validate().map_err(candle_core::Error::msg)?;
+        let d = cfg.inner_dim();
+        let (heads, head_dim) = (cfg.num_attention_heads, cfg.attention_head_dim);
+        let double = (0..cfg.num_layers)
+            .map(|i| FluxTransformerBlock::new(d, heads, head_dim, vb.pp("transformer_blocks").pp(i)))
+            .collect::<Result<Vec<_>>>()?;
+        let single = (0..cfg.num_single_layers)
+            .map(|i| {
+                FluxSingleTransformerBlock::new(d, heads, head_dim, vb.pp("single_transformer_blocks").pp(i))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let out = cfg.patch_size * cfg.patch_size * cfg.out_channels();
+        Ok(Self {
+            dtype: vb.dtype(),
+            pos_embed: MultiAxisRope {
+                theta: 10000.0,
+                axes_dim: cfg.axes_dims_rope.clone(),
+            },
+            time_text_embed: CombinedTimestepTextProj::new(
+                d,
+                Some(cfg.pooled_projection_dim),
+                cfg.guidance_embeds,
+                vb.pp("time_text_embed"),
+            )?,
+            context_embedder: linear(cfg.joint_attention_dim, d, true, vb.pp("context_embedder"))?,
+            x_embedder: linear(cfg.in_channels, d, true, vb.pp("x_embedder"))?,
+            transformer_blocks: BlockList::new(double),
+            single_transformer_blocks: BlockList::new(single),
+            norm_out: AdaLayerNormContinuous::new(
+                d,
+                d,
+                NormKind::LayerNorm {
+                    affine: false,
+                    bias: false,
+                },
+                1e-6,
+                true,
+                vb.pp("norm_out"),
+            )?,
+            proj_out: linear(d, out, true, vb.pp("proj_out"))?,
+            cfg,
+        })
+    }
+
+    /// Loads a diffusers `transformer/` folder (`config.json` + single or sharded safetensors)
+    /// in `dtype` on `device`.
+    pub fn from_pretrained(
+        dir: &Path,
+        dtype: DType,
+        device: &Device,
+    ) -> std::result::Result<Self, LoadError> {
+        let cfg: Config = loader::read_config(&dir.join(loader::CONFIG_NAME))?;
+        Self::from_checkpoint(cfg, Checkpoint::from_dir(dir, dtype, device)?, dtype, device)
+    }
+
+    /// Builds the model from checkpoint tensors with diffusers names.
+    pub fn from_checkpoint(
+        cfg: Config,
+        ckpt: Checkpoint,
+        dtype: DType,
+        device: &Device,
+    ) -> std::result::Result<Self, LoadError> {
+        cfg.validate()
+            .map_err(|reason| LoadError::InvalidConfig { path: None, reason })?;
+        ckpt.build(dtype, device, |vb| Self::new(cfg, vb))
+    }
+
+    /// The config.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// The dual-stream blocks.
+    pub fn transformer_blocks(&self) -> &BlockList<FluxTransformerBlock> {
+        &self.transformer_blocks
+    }
+
+    /// The single-stream blocks.
+    pub fn single_transformer_blocks(&self) -> &BlockList<FluxSingleTransformerBlock> {
+        &self.single_transformer_blocks
+    }
+
+    /// The rotary table of `cat(txt_ids, img_ids)` (`FluxPosEmbed`).
+    pub fn rotary_embedding(&self, img_ids: &Tensor, txt_ids: &Tensor) -> Result<RotaryEmbedding> {
+        let ids2 = |t: &Tensor| if t.rank() == 3 { t.get(0) } else { Ok(t.clone()) };
+        let ids = Tensor::cat(
+            &[
+                &ids2(txt_ids)?.to_dtype(DType::F32)?,
+                &ids2(img_ids)?.to_dtype(DType::F32)?,
+            ],
+            0,
+        )?;
+        self.pos_embed.forward(&ids, img_ids.device())
+    }
+
+    /// The conditioning vector `temb` from the raw timestep (in `[0, 1]`), guidance and pooled
+    /// text embedding (diffusers multiplies timestep and guidance by 1000 first).
+    pub fn conditioning(
+        &self,
+        timestep: &Tensor,
+        guidance: Option<&Tensor>,
+        pooled_projections: &Tensor,
+    ) -> Result<Tensor> {
+        let scaled = |t: &Tensor| -> Result<Tensor> { t.to_dtype(self.dtype)? * 1000.0 };
+        let guidance = match (self.cfg.guidance_embeds, guidance) {
+            (true, Some(g)) => Some(scaled(g)?),
+            (true, None) => candle_core::bail!("this Flux model embeds guidance: pass `guidance`"),
+            (false, Some(_)) => {
+                candle_core::bail!("this Flux model has no guidance embedder: pass no `guidance`")
+            }
+            (false, None) => None,
+        };
+        self.time_text_embed.forward(
+            &scaled(timestep)?,
+            guidance.as_ref(),
+            Some(pooled_projections),
+            self.dtype,
+        )
+    }
+
+    /// The transformer: `hidden_states` `(B, S, in_channels)` packed latents,
+    /// `encoder_hidden_states` `(B, T, joint_attention_dim)`, `pooled_projections`
+    /// `(B, pooled_projection_dim)`, `timestep` `(B,)` in `[0, 1]`, `img_ids` `(S, 3)`,
+    /// `txt_ids` `(T, 3)` (3-D ids are read from their first batch entry, as diffusers does),
+    /// `guidance` `(B,)` for guidance-distilled models. Returns `(B, S, p²·out_channels)`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward(
+        &self,
+        hidden_states: &Tensor,
+        encoder_hidden_states: &Tensor,
+        pooled_projections: &Tensor,
+        timestep: &Tensor,
+        img_ids: &Tensor,
+        txt_ids: &Tensor,
+        guidance: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        let hidden = self.x_embedder.forward(&hidden_states.to_dtype(self.dtype)?)?;
+        let temb = self.conditioning(timestep, guidance, pooled_projections)?;
+        let encoder = self
+            .context_embedder
+            .forward(&encoder_hidden_states.to_dtype(self.dtype)?)?;
+        let rotary = self.rotary_embedding(img_ids, txt_ids)?;
+        let args = FluxBlockArgs {
+            temb: &temb,
+            image_rotary_emb: Some(&rotary),
+        };
+        let s = Streams::new(hidden, encoder);
+        let s = match self.cfg.list_layout {
+            ListLayout::Chained => {
+                self.transformer_blocks
+                    .forward_chained(&args, &self.single_transformer_blocks, &args, s)?
+            }
+            ListLayout::Separate => {
+                let s = self.transformer_blocks.forward(s, &args)?;
+                self.single_transformer_blocks.forward(s, &args)?
+            }
+        };
+        let hidden = self.norm_out.forward(&s.hidden, &temb)?;
+        self.proj_out.forward(&hidden)
+    }
+}
+
+// Replaced by #[derive(CachedTransformer)] once the macros land.
+impl CachedTransformer for FluxTransformer2DModel {
+    fn cached_lists(&self) -> Vec<CachedListInfo<'_>> {
+        match self.cfg.list_layout {
+            ListLayout::Chained => vec![CachedListInfo {
+                name: "transformer_blocks".into(),
+                pattern: ForwardPattern::Pattern_1,
+                len: self.transformer_blocks.len() + self.single_transformer_blocks.len(),
+                block_type: "FluxTransformerBlock+FluxSingleTransformerBlock",
+                handle: self.transformer_blocks.cache_handle(),
+            }],
+            ListLayout::Separate => vec![
+                CachedListInfo::of("transformer_blocks", &self.transformer_blocks),
+                CachedListInfo::of("single_transformer_blocks", &self.single_transformer_blocks),
+            ],
+        }
+    }
+}

@@ -1,0 +1,18 @@
+//! The DiT families, as configurations of the shared block designs plus their own embedders,
+//! patchify and rotary tables.
+
+pub mod flux;
+pub mod flux_bfl;
+
+/// How a model with a dual-stream list followed by a single-stream list exposes them to the
+/// cache engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ListLayout {
+    /// Both lists run as ONE cached list named after the first (cache-dit's default for FLUX.1,
+    /// "dummy blocks" mode): Fn/Bn count across both.
+    #[default]
+    Chained,
+    /// Two cached lists, each with its own context (cache-dit with
+    /// `CACHE_DIT_FLUX_ENABLE_DUMMY_BLOCKS=0`).
+    Separate,
+}

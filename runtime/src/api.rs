@@ -56,6 +56,20 @@ impl<'a> CachedListInfo<'a> {
     }
 }
 
+impl<'a> CachedListInfo<'a> {
+    /// Describes two fields run as ONE cached list with `BlockList::forward_chained` (cache-dit's
+    /// FLUX.1 layout): Fn/Bn count across both, the cache lives in the first list.
+    pub fn chained<A: crate::block::CachedBlock, B: crate::block::CachedBlock>(
+        name: impl Into<String>,
+        first: &'a crate::block::BlockList<A>,
+        second: &'a crate::block::BlockList<B>,
+    ) -> Self {
+        let mut info = Self::of(name, first);
+        info.len += second.len();
+        info
+    }
+}
+
 /// The last path segment of a type's name (`FluxTransformerBlock`).
 pub fn short_type_name<T: ?Sized>() -> &'static str {
     let full = std::any::type_name::<T>();

@@ -3,7 +3,8 @@
 
 use std::path::Path;
 
-use cachedit_runtime::{BlockList, CachedBlock, CachedListInfo, CachedTransformer, ForwardPattern, Streams};
+use cachedit_macros::block_adapter;
+use cachedit_runtime::{BlockList, CachedListInfo, CachedTransformer, Streams};
 use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::{Linear, VarBuilder};
 use serde::{Deserialize, Serialize};
@@ -171,15 +172,6 @@ impl DiffusersConfig for Config {
     }
 }
 
-/// The arguments every Flux block gets besides the two streams.
-#[derive(Debug, Clone, Copy)]
-pub struct FluxBlockArgs<'a> {
-    /// The conditioning vector `(B, inner_dim)`.
-    pub temb: &'a Tensor,
-    /// The rotary table of the joint `[txt, img]` sequence.
-    pub image_rotary_emb: Option<&'a RotaryEmbedding>,
-}
-
 /// diffusers' `FluxTransformerBlock`: Design J with Flux's knobs.
 #[derive(Debug, Clone)]
 pub struct FluxTransformerBlock {
@@ -194,7 +186,10 @@ impl FluxTransformerBlock {
             inner: DualStreamJointBlock::new(&cfg, vb)?,
         })
     }
+}
 
+#[block_adapter(pattern = Pattern_1)]
+impl FluxTransformerBlock {
     /// Returns `(encoder_hidden_states, hidden_states)`, like diffusers.
     pub fn forward(
         &self,
@@ -222,7 +217,10 @@ impl FluxSingleTransformerBlock {
             inner: ParallelSingleStreamBlock::new(&cfg, vb)?,
         })
     }
+}
 
+#[block_adapter(pattern = Pattern_1)]
+impl FluxSingleTransformerBlock {
     /// Concatenates `[txt, img]`, runs the block, splits back; returns
     /// `(encoder_hidden_states, hidden_states)`, like diffusers.
     pub fn forward(
@@ -234,37 +232,6 @@ impl FluxSingleTransformerBlock {
     ) -> Result<(Tensor, Tensor)> {
         self.inner
             .forward(hidden_states, encoder_hidden_states, temb, image_rotary_emb, None)
-    }
-}
-
-fn pattern_1_streams(s: Streams) -> Result<(Tensor, Tensor)> {
-    let encoder = s
-        .encoder
-        .ok_or_else(|| candle_core::Error::msg("a Pattern_1 block needs the encoder stream"))?;
-    Ok((s.hidden, encoder))
-}
-
-// Replaced by #[block_adapter(pattern = Pattern_1)] once the macros land.
-impl CachedBlock for FluxTransformerBlock {
-    const PATTERN: ForwardPattern = ForwardPattern::Pattern_1;
-    type Args<'a> = FluxBlockArgs<'a>;
-
-    fn forward_streams(&self, s: Streams, args: &Self::Args<'_>, _index: usize) -> Result<Streams> {
-        let (h, e) = pattern_1_streams(s)?;
-        let (e, h) = self.forward(&h, &e, args.temb, args.image_rotary_emb)?;
-        Ok(Streams::new(h, e))
-    }
-}
-
-// Replaced by #[block_adapter(pattern = Pattern_1)] once the macros land.
-impl CachedBlock for FluxSingleTransformerBlock {
-    const PATTERN: ForwardPattern = ForwardPattern::Pattern_1;
-    type Args<'a> = FluxBlockArgs<'a>;
-
-    fn forward_streams(&self, s: Streams, args: &Self::Args<'_>, _index: usize) -> Result<Streams> {
-        let (h, e) = pattern_1_streams(s)?;
-        let (e, h) = self.forward(&h, &e, args.temb, args.image_rotary_emb)?;
-        Ok(Streams::new(h, e))
     }
 }
 
@@ -428,19 +395,25 @@ impl FluxTransformer2DModel {
             .context_embedder
             .forward(&encoder_hidden_states.to_dtype(self.dtype)?)?;
         let rotary = self.rotary_embedding(img_ids, txt_ids)?;
-        let args = FluxBlockArgs {
+        let double_args = FluxTransformerBlockArgs {
+            temb: &temb,
+            image_rotary_emb: Some(&rotary),
+        };
+        let single_args = FluxSingleTransformerBlockArgs {
             temb: &temb,
             image_rotary_emb: Some(&rotary),
         };
         let s = Streams::new(hidden, encoder);
         let s = match self.cfg.list_layout {
-            ListLayout::Chained => {
-                self.transformer_blocks
-                    .forward_chained(&args, &self.single_transformer_blocks, &args, s)?
-            }
+            ListLayout::Chained => self.transformer_blocks.forward_chained(
+                &double_args,
+                &self.single_transformer_blocks,
+                &single_args,
+                s,
+            )?,
             ListLayout::Separate => {
-                let s = self.transformer_blocks.forward(s, &args)?;
-                self.single_transformer_blocks.forward(s, &args)?
+                let s = self.transformer_blocks.forward(s, &double_args)?;
+                self.single_transformer_blocks.forward(s, &single_args)?
             }
         };
         let hidden = self.norm_out.forward(&s.hidden, &temb)?;
@@ -448,17 +421,15 @@ impl FluxTransformer2DModel {
     }
 }
 
-// Replaced by #[derive(CachedTransformer)] once the macros land.
+// Written by hand rather than derived: the list layout is chosen at run time.
 impl CachedTransformer for FluxTransformer2DModel {
     fn cached_lists(&self) -> Vec<CachedListInfo<'_>> {
         match self.cfg.list_layout {
-            ListLayout::Chained => vec![CachedListInfo {
-                name: "transformer_blocks".into(),
-                pattern: ForwardPattern::Pattern_1,
-                len: self.transformer_blocks.len() + self.single_transformer_blocks.len(),
-                block_type: "FluxTransformerBlock+FluxSingleTransformerBlock",
-                handle: self.transformer_blocks.cache_handle(),
-            }],
+            ListLayout::Chained => vec![CachedListInfo::chained(
+                "transformer_blocks",
+                &self.transformer_blocks,
+                &self.single_transformer_blocks,
+            )],
             ListLayout::Separate => vec![
                 CachedListInfo::of("transformer_blocks", &self.transformer_blocks),
                 CachedListInfo::of("single_transformer_blocks", &self.single_transformer_blocks),

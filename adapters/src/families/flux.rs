@@ -248,6 +248,7 @@ pub struct FluxTransformer2DModel {
     single_transformer_blocks: BlockList<FluxSingleTransformerBlock>,
     norm_out: AdaLayerNormContinuous,
     proj_out: Linear,
+    sample: super::flux_pipeline::SampleShape,
 }
 
 impl FluxTransformer2DModel {
@@ -293,6 +294,7 @@ impl FluxTransformer2DModel {
                 vb.pp("norm_out"),
             )?,
             proj_out: linear(d, out, true, vb.pp("proj_out"))?,
+            sample: Default::default(),
             cfg,
         })
     }
@@ -318,6 +320,17 @@ impl FluxTransformer2DModel {
         cfg.validate()
             .map_err(|reason| LoadError::InvalidConfig { path: None, reason })?;
         ckpt.build(dtype, device, |vb| Self::new(cfg, vb))
+    }
+
+    /// The generation size `Denoiser` uses (latent grid and text length).
+    pub fn with_sample_shape(mut self, sample: super::flux_pipeline::SampleShape) -> Self {
+        self.sample = sample;
+        self
+    }
+
+    /// The generation size `Denoiser` uses.
+    pub fn sample_shape(&self) -> super::flux_pipeline::SampleShape {
+        self.sample
     }
 
     /// The config.

@@ -13,9 +13,12 @@
 // Generated code names this crate `::cachedit`, which then also works inside it.
 extern crate self as cachedit;
 
+pub use cachedit_adapters as adapters;
 pub use cachedit_macros::{CachedTransformer, block_adapter, patch_functor};
 pub use cachedit_runtime as runtime;
 pub use cachedit_runtime::*;
+
+pub mod demo;
 
 /// The names most users need.
 pub mod prelude {

@@ -1,0 +1,104 @@
+//! The main job: baseline and cached generations on the embedded default, side by side.
+
+use anyhow::{Context, Result};
+use cachedit::demo::{self, DemoSize, TIMESTEP_DAMPING};
+use cachedit::{CacheConfig, CacheOptions, render_summary};
+use candle_core::Device;
+
+use super::progress::bar;
+
+/// Options of the main job.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DefaultArgs {
+    /// Denoising steps.
+    #[arg(long, default_value_t = 28)]
+    steps: usize,
+    /// Seed of the weights, noise and conditioning.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Model size: `default` (hidden 256, 4+8 blocks, 256 image tokens) or `tiny` (for tests).
+    #[arg(long, default_value = "default", value_parser = ["default", "tiny"])]
+    size: String,
+    /// Residual diff threshold of the cached run.
+    #[arg(long, default_value_t = 0.12)]
+    threshold: f64,
+    /// Fn compute blocks of the cached run.
+    #[arg(long = "fn", default_value_t = 1)]
+    fn_blocks: usize,
+    /// Bn compute blocks of the cached run.
+    #[arg(long = "bn", default_value_t = 0)]
+    bn_blocks: usize,
+    /// Warmup steps of the cached run.
+    #[arg(long, default_value_t = 8)]
+    warmup: usize,
+}
+
+pub fn run(args: &DefaultArgs) -> Result<()> {
+    let device = Device::Cpu;
+    let size = if args.size == "tiny" {
+        DemoSize::TINY
+    } else {
+        DemoSize::DEFAULT
+    };
+    let model = demo::demo_model(size, args.seed, &device).context("building the embedded default model")?;
+    let blocks = size.double_blocks + size.single_blocks;
+    println!(
+        "cachedit: FLUX.1-architecture model, hidden {}, {} double + {} single blocks, {} image + {} text tokens, {} steps, f32 on CPU",
+        size.heads * 64,
+        size.double_blocks,
+        size.single_blocks,
+        size.grid * size.grid,
+        size.text_len,
+        args.steps
+    );
+    println!(
+        "  weights: seeded (seed {}) with the timestep embedder damped x{TIMESTEP_DAMPING} so features drift smoothly between steps, \
+as a trained model's do (random weights would decorrelate every step and nothing would cache)",
+        args.seed
+    );
+
+    let config = CacheConfig {
+        fn_compute_blocks: args.fn_blocks,
+        bn_compute_blocks: args.bn_blocks,
+        max_warmup_steps: args.warmup,
+        residual_diff_threshold: args.threshold,
+        enable_separate_cfg: Some(false),
+        ..Default::default()
+    };
+    let options = CacheOptions::from(config.clone());
+
+    let pb = bar("baseline", args.steps);
+    let base = demo::generate(&model, None, args.steps, args.seed, &device, |i, _| {
+        pb.set_position(i as u64)
+    })?;
+    pb.finish_and_clear();
+    let pb = bar("cached", args.steps);
+    let cached = demo::generate(&model, Some(&options), args.steps, args.seed, &device, |i, _| {
+        pb.set_position(i as u64)
+    })?;
+    pb.finish_and_clear();
+
+    let (psnr, max_err) = demo::fidelity(&base.latents, &cached.latents)?;
+    let fraction = demo::computed_fraction(&cached.trace, blocks, args.fn_blocks + args.bn_blocks);
+    let cached_steps: Vec<usize> = cached.trace.iter().filter(|r| r.cached).map(|r| r.step).collect();
+    let speedup = base.wall.as_secs_f64() / cached.wall.as_secs_f64().max(1e-9);
+
+    println!();
+    println!("config            {}", config.strify());
+    println!("baseline          {:>8.2} s", base.wall.as_secs_f64());
+    println!("cached            {:>8.2} s", cached.wall.as_secs_f64());
+    println!("speedup           {speedup:>8.2}x");
+    println!(
+        "blocks computed   {:>8.1} %  ({} of {} steps cached: {:?})",
+        fraction * 100.0,
+        cached_steps.len(),
+        args.steps,
+        cached_steps
+    );
+    println!(
+        "fidelity          PSNR {psnr:.2} dB, max abs error {max_err:.4} (final latent, cached vs baseline)"
+    );
+    println!();
+    print!("{}", render_summary(&cached.stats));
+    Ok(())
+}

@@ -1,0 +1,54 @@
+//! Command-line parsing and the terminal: progress bars, tables, exit codes. The library never
+//! prints; everything a user sees is written here.
+
+mod default_job;
+mod progress;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// cachedit: cache the work of diffusion-transformer blocks between denoising steps.
+///
+/// Without a command, runs the main job: the embedded default model generates once without and
+/// once with the cache, and the speedup, fidelity and cache summary are printed.
+#[derive(Debug, Parser)]
+#[command(name = "cachedit", version)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    default: default_job::DefaultArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// The main job (the same as running without a command).
+    Demo(default_job::DefaultArgs),
+}
+
+/// Parses the arguments, runs the command, and maps failures to a message and exit code 1.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let result = match cli.command {
+        None => default_job::run(&cli.default),
+        Some(Command::Demo(args)) => default_job::run(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CACHEDIT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

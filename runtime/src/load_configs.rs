@@ -34,7 +34,7 @@ use crate::modifier::{CacheConfigPatch, ParamsModifier};
 #[derive(Debug, thiserror::Error)]
 pub enum LoadConfigError {
     /// The file could not be read.
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {}", path.display())]
     Io {
         /// The file.
         path: PathBuf,
@@ -68,12 +68,12 @@ pub enum LoadConfigError {
         policy: String,
     },
     /// The mask policy could not be generated.
-    #[error("{path}: `steps_computation_mask`: {source}")]
+    #[error("{path}: `steps_computation_mask`: {reason}")]
     Mask {
         /// The file.
         path: PathBuf,
         /// Why.
-        source: crate::error::MaskError,
+        reason: crate::error::MaskError,
     },
     /// A cache-dit section cachedit does not implement.
     #[error("{path}: `{section}` is not supported by cachedit (only caching is); remove the section")]
@@ -372,17 +372,17 @@ fn section_to_patch(
         None => None,
         Some(MaskSpec::Bits(b)) => Some(b),
         Some(MaskSpec::Policy(p)) => {
-            let policy: MaskPolicy = p.parse().map_err(|source| LoadConfigError::Mask {
+            let policy: MaskPolicy = p.parse().map_err(|reason| LoadConfigError::Mask {
                 path: path.into(),
-                source,
+                reason,
             })?;
             let n = steps.ok_or_else(|| LoadConfigError::MaskNeedsSteps {
                 path: path.into(),
                 policy: p.clone(),
             })?;
-            Some(steps_mask(n, policy).map_err(|source| LoadConfigError::Mask {
+            Some(steps_mask(n, policy).map_err(|reason| LoadConfigError::Mask {
                 path: path.into(),
-                source,
+                reason,
             })?)
         }
     };

@@ -24,6 +24,9 @@ pub struct DenoiseOptions {
     pub persistent: bool,
     /// Return every step's (guided) model output.
     pub save_steps: bool,
+    /// Use these `steps + 1` sigmas as they are instead of the scheduler's (e.g. a schedule
+    /// exported from diffusers).
+    pub sigmas: Option<Vec<f64>>,
 }
 
 impl Default for DenoiseOptions {
@@ -35,6 +38,7 @@ impl Default for DenoiseOptions {
             guidance_scale: 1.0,
             persistent: false,
             save_steps: false,
+            sigmas: None,
         }
     }
 }
@@ -64,7 +68,15 @@ pub fn denoise<D: Denoiser + ?Sized>(
         refresh_context(model);
     }
     let seq_len = latents.dims().get(1).copied().unwrap_or(1);
-    let sigmas = opts.scheduler.sigmas(opts.steps, seq_len);
+    let sigmas = match &opts.sigmas {
+        Some(s) if s.len() == opts.steps + 1 => s.clone(),
+        Some(s) => candle_core::bail!(
+            "{} sigmas given for {} steps: expected steps + 1",
+            s.len(),
+            opts.steps
+        ),
+        None => opts.scheduler.sigmas(opts.steps, seq_len),
+    };
     let batch = latents.dim(0)?;
     let (device, dtype) = (latents.device().clone(), latents.dtype());
     let batched_cond = match (opts.cfg, uncond) {

@@ -2,7 +2,9 @@
 //! prints; everything a user sees is written here.
 
 mod default_job;
+mod plot;
 mod progress;
+mod run;
 
 use std::process::ExitCode;
 
@@ -25,6 +27,8 @@ pub struct Cli {
 enum Command {
     /// The main job (the same as running without a command).
     Demo(default_job::DefaultArgs),
+    /// Run a family with a cache configuration, writing outputs, a trace and a plot.
+    Run(Box<run::RunArgs>),
 }
 
 /// Parses the arguments, runs the command, and maps failures to a message and exit code 1.
@@ -34,6 +38,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         None => default_job::run(&cli.default),
         Some(Command::Demo(args)) => default_job::run(&args),
+        Some(Command::Run(args)) => run::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,178 @@
+//! The `cachedit` binary end to end: the main job, `run` with a YAML config, traces that match
+//! the library API record for record, and clean failures.
+
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)] // tests fail by panicking
+
+use std::process::{Command, Output};
+
+use cachedit::adapters::families::flux::{Config, FluxTransformer2DModel};
+use cachedit::adapters::init::seeded_var_builder;
+use cachedit::{
+    CacheConfig, DenoiseOptions, Denoiser, DynamicShift, FlowMatchEuler, denoise, enable_cache,
+    seeded_normal, set_tracing, take_trace,
+};
+use candle_core::{DType, Device, Tensor};
+
+fn cachedit(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cachedit"))
+        .args(args)
+        .output()
+        .expect("run cachedit")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn default_command_reports_speedup_fidelity_and_summary() {
+    let o = cachedit(&[
+        "demo",
+        "--size",
+        "tiny",
+        "--steps",
+        "12",
+        "--warmup",
+        "2",
+        "--threshold",
+        "0.3",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    for want in [
+        "baseline",
+        "cached",
+        "speedup",
+        "blocks computed",
+        "PSNR",
+        "max abs error",
+        "Cache Steps",
+        "DBCache_F1B0_W2I1M0MC0_R0.3_CFG0",
+    ] {
+        assert!(out.contains(want), "missing {want:?} in:\n{out}");
+    }
+}
+
+#[test]
+fn run_with_a_yaml_config_and_bad_inputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("cache.yaml");
+    std::fs::write(
+        &cfg,
+        "cache_config:\n  Fn_compute_blocks: 1\n  residual_diff_threshold: 0.5\n  max_warmup_steps: 2\n",
+    )
+    .unwrap();
+    let o = cachedit(&["run", "--config", cfg.to_str().unwrap(), "--steps", "6"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("DBCache_F1B0_W2I1M0MC0_R0.5"),
+        "{}",
+        stdout(&o)
+    );
+
+    std::fs::write(&cfg, "cache_config:\n  Fn_compute_blocks: 1\n  max_warmup: 2\n").unwrap();
+    let o = cachedit(&["run", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("line 3: unknown key `max_warmup`"),
+        "{}",
+        stderr(&o)
+    );
+
+    let o = cachedit(&["run", "--fn", "0"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("`Fn_compute_blocks` must be at least 1"),
+        "{}",
+        stderr(&o)
+    );
+
+    let o = cachedit(&["run", "--steps", "many"]);
+    assert_eq!(o.status.code(), Some(2), "clap rejects bad flags");
+    let o = cachedit(&["run", "--device", "tpu"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("expected cpu, cuda or cuda:N"));
+}
+
+/// `run --inputs ... --trace ...` on the tiny Flux reproduces the trace of the library API.
+#[test]
+fn cli_trace_matches_the_library_record_for_record() {
+    let device = Device::Cpu;
+    let model =
+        FluxTransformer2DModel::new(Config::tiny(), seeded_var_builder(3, DType::F32, &device)).unwrap();
+    let latents = seeded_normal(&model.latent_shape(1), 5, DType::F32, &device).unwrap();
+    let cond = model.synthetic_conditioning(1, 5, &device).unwrap();
+    let config = CacheConfig {
+        fn_compute_blocks: 1,
+        max_warmup_steps: 2,
+        residual_diff_threshold: 0.5,
+        ..Default::default()
+    };
+    enable_cache(&model, &config).unwrap();
+    set_tracing(&model, true);
+    let opts = DenoiseOptions {
+        steps: 8,
+        scheduler: FlowMatchEuler {
+            dynamic: Some(DynamicShift::FLUX),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let lib_out = denoise(&model, latents.clone(), &cond, None, &opts, |_, _| {}).unwrap();
+    let lib_trace = serde_json::to_value(take_trace(&model)).unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = dir.path().join("inputs.safetensors");
+    let mut tensors: std::collections::HashMap<String, Tensor> =
+        cond.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    tensors.insert("latents".into(), latents);
+    candle_core::safetensors::save(&tensors, &inputs).unwrap();
+    let (trace, output) = (dir.path().join("trace.json"), dir.path().join("out.safetensors"));
+    let o = cachedit(&[
+        "run",
+        "--seed",
+        "3",
+        "--fn",
+        "1",
+        "--warmup",
+        "2",
+        "--threshold",
+        "0.5",
+        "--steps",
+        "8",
+        "--inputs",
+        inputs.to_str().unwrap(),
+        "--trace",
+        trace.to_str().unwrap(),
+        "--output",
+        output.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&trace).unwrap()).unwrap();
+    assert_eq!(doc["records"], lib_trace);
+    assert!(
+        doc["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["cached"] == true),
+        "the run caches something"
+    );
+    let cli_latents = candle_core::safetensors::load(&output, &device)
+        .unwrap()
+        .remove("latents")
+        .unwrap();
+    let diff = (cli_latents - lib_out.latents)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    assert_eq!(diff, 0.0);
+}

@@ -33,6 +33,18 @@ impl DynamicShift {
     }
 }
 
+/// How the unshifted sigmas of `steps` steps are spaced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SigmaSpacing {
+    /// `linspace(1, 1/steps, steps)`: what FluxPipeline (and Qwen-Image) pass as `sigmas`.
+    #[default]
+    Pipeline,
+    /// diffusers' `set_timesteps(num_inference_steps)` without sigmas (SD3): `linspace` over the
+    /// training range `[sigma_max, sigma_min]` (`sigma_min` already shifted when the shift is
+    /// static, which diffusers then shifts again).
+    TrainRange,
+}
+
 /// The flow-matching Euler sampler.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FlowMatchEuler {
@@ -42,6 +54,8 @@ pub struct FlowMatchEuler {
     pub shift: f64,
     /// Resolution-dependent exponential shift instead of the static one (Flux).
     pub dynamic: Option<DynamicShift>,
+    /// How the unshifted sigmas are spaced.
+    pub spacing: SigmaSpacing,
 }
 
 impl Default for FlowMatchEuler {
@@ -50,32 +64,51 @@ impl Default for FlowMatchEuler {
             num_train_timesteps: 1000,
             shift: 1.0,
             dynamic: None,
+            spacing: SigmaSpacing::Pipeline,
         }
     }
 }
 
 impl FlowMatchEuler {
-    /// The `steps + 1` sigmas (ending in 0) for `seq_len` image tokens, from the pipelines'
-    /// `np.linspace(1.0, 1/steps, steps)` then shifted.
+    /// The `steps + 1` sigmas (ending in 0) for `seq_len` image tokens: spaced per `spacing`,
+    /// then shifted.
     pub fn sigmas(&self, steps: usize, seq_len: usize) -> Vec<f64> {
+        let (hi, lo) = match self.spacing {
+            SigmaSpacing::Pipeline => (1.0, 1.0 / steps.max(1) as f64),
+            SigmaSpacing::TrainRange => {
+                let min = 1.0 / self.num_train_timesteps as f64;
+                (
+                    1.0,
+                    if self.dynamic.is_some() {
+                        min
+                    } else {
+                        self.static_shift(min)
+                    },
+                )
+            }
+        };
         let mut sigmas: Vec<f64> = (0..steps)
             .map(|i| {
                 let s = if steps > 1 {
-                    1.0 + (1.0 / steps as f64 - 1.0) * i as f64 / (steps - 1) as f64
+                    hi + (lo - hi) * i as f64 / (steps - 1) as f64
                 } else {
-                    1.0
+                    hi
                 };
                 match &self.dynamic {
                     Some(d) => {
                         let e = d.mu(seq_len).exp();
                         e / (e + (1.0 / s - 1.0))
                     }
-                    None => self.shift * s / (1.0 + (self.shift - 1.0) * s),
+                    None => self.static_shift(s),
                 }
             })
             .collect();
         sigmas.push(0.0);
         sigmas
+    }
+
+    fn static_shift(&self, s: f64) -> f64 {
+        self.shift * s / (1.0 + (self.shift - 1.0) * s)
     }
 
     /// The model timestep of a sigma.
@@ -86,6 +119,44 @@ impl FlowMatchEuler {
 
 #[cfg(test)]
 mod tests {
+    /// diffusers' sigmas for every configuration of `tools/reference/schedulers.py`.
+    #[test]
+    fn matches_diffusers_fixture() {
+        let text = include_str!("../tests/fixtures/schedulers.json");
+        let cases: Vec<serde_json::Value> = serde_json::from_str(text).unwrap();
+        for c in cases {
+            let dynamic = c["dynamic"].as_bool().unwrap();
+            let sched = FlowMatchEuler {
+                shift: c["shift"].as_f64().unwrap(),
+                dynamic: dynamic.then_some(DynamicShift::FLUX),
+                spacing: if dynamic {
+                    SigmaSpacing::Pipeline
+                } else {
+                    SigmaSpacing::TrainRange
+                },
+                ..Default::default()
+            };
+            let got = sched.sigmas(
+                c["steps"].as_u64().unwrap() as usize,
+                c["seq_len"].as_u64().unwrap() as usize,
+            );
+            let want: Vec<f64> = c["sigmas"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap())
+                .collect();
+            assert_eq!(got.len(), want.len(), "{}", c["name"]);
+            let err = got
+                .iter()
+                .zip(&want)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f64::max);
+            // diffusers computes in f32.
+            assert!(err < 2e-6, "{}: max error {err}", c["name"]);
+        }
+    }
+
     use super::*;
 
     #[test]

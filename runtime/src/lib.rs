@@ -44,7 +44,7 @@ pub use context::{Branch, CacheContext, Decision, Reason};
 pub use denoiser::{Conditioning, Denoiser};
 pub use engine::CallRecord;
 pub use error::{ConfigError, MaskError};
-pub use flow_match::{DynamicShift, FlowMatchEuler};
+pub use flow_match::{DynamicShift, FlowMatchEuler, SigmaSpacing};
 pub use handle::CacheHandle;
 pub use load_configs::{LoadConfigError, LoadedConfig, load_configs, load_configs_str};
 pub use mask::{MaskPolicy, steps_mask, steps_mask_from_bins};

@@ -36,7 +36,7 @@ cargo fetch --quiet
 cudarc=$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/cudarc-*/ | sort -V | tail -n 1)
 stub="$venv/libcuda-stub"
 mkdir -p "$stub"
-grep -ohE '\bpub fn cu[A-Za-z0-9_]+' "$cudarc"src/driver/sys/*.rs | awk '{print $3}' | sort -u \
+grep -ohE '^\s*fn cu[A-Za-z0-9_]+\(' "$cudarc"src/driver/sys/*.rs | sed -E 's/^\s*fn (cu[A-Za-z0-9_]+)\(/\1/' | sort -u \
   | awk '{print "void " $1 "(void) {}"}' > "$stub/stub.c"
 gcc -shared -fPIC -Wl,-soname,libcuda.so.1 -o "$stub/libcuda.so" "$stub/stub.c"
 echo "libcuda stub: $(wc -l < "$stub/stub.c") symbols from $(basename "$cudarc")"

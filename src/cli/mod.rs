@@ -1,6 +1,7 @@
 //! Command-line parsing and the terminal: progress bars, tables, exit codes. The library never
 //! prints; everything a user sees is written here.
 
+mod bench;
 mod default_job;
 mod plot;
 mod progress;
@@ -29,6 +30,8 @@ enum Command {
     Demo(default_job::DefaultArgs),
     /// Run a family with a cache configuration, writing outputs, a trace and a plot.
     Run(Box<run::RunArgs>),
+    /// Time the baseline and a grid of cache configurations: speedup, overhead, fidelity.
+    Bench(bench::BenchArgs),
 }
 
 /// Parses the arguments, runs the command, and maps failures to a message and exit code 1.
@@ -39,6 +42,7 @@ pub fn main() -> ExitCode {
         None => default_job::run(&cli.default),
         Some(Command::Demo(args)) => default_job::run(&args),
         Some(Command::Run(args)) => run::run(&args),
+        Some(Command::Bench(args)) => bench::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

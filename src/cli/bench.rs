@@ -1,0 +1,190 @@
+//! `cachedit bench`: the baseline and a grid of cache configurations on the embedded default
+//! model, measured in one process, as a table and JSON.
+//!
+//! The overhead ratio compares a cached run with the time its computed blocks should take. A
+//! run's time is modelled as `E + b·blocks_run`: `E` is what no cache can skip (embedders, final
+//! layer, scheduler), `b` the time of one block execution. Both come from two reference runs in
+//! the same process: the baseline (`N·S` block executions) and an always-cached run (`F1B0`,
+//! threshold 1, warmup 1: `N + S - 1`). Ideal = `E + b·(blocks the config ran)`; overhead ratio
+//! = measured / ideal. Engine costs inside the always-cached run (the diff is skipped there, the
+//! residual add is not) are folded into `E`, so the ratio slightly understates them.
+
+use anyhow::Result;
+use cachedit::demo::{self, DemoSize, Run};
+use cachedit::{CacheConfig, CacheOptions, CalibratorConfig, MaskPolicy, steps_mask};
+use candle_core::Device;
+use serde_json::json;
+
+use super::progress::bar;
+
+/// Options of `cachedit bench`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchArgs {
+    /// Denoising steps.
+    #[arg(long, default_value_t = 28)]
+    steps: usize,
+    /// Seed of weights, noise and conditioning.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Model size: `default` or `tiny`.
+    #[arg(long, default_value = "default", value_parser = ["default", "tiny"])]
+    size: String,
+    /// Only F1B0 at three thresholds (a quick check).
+    #[arg(long)]
+    quick: bool,
+    /// Write the results as JSON here too.
+    #[arg(long)]
+    json: Option<std::path::PathBuf>,
+}
+
+struct Case {
+    name: String,
+    options: CacheOptions,
+}
+
+fn grid(steps: usize, quick: bool) -> Vec<Case> {
+    let mut cases = Vec::new();
+    let layouts: &[(usize, usize)] = if quick {
+        &[(1, 0)]
+    } else {
+        &[(1, 0), (8, 0), (1, 1)]
+    };
+    let thresholds: &[f64] = if quick {
+        &[0.08, 0.12, 0.2]
+    } else {
+        &[0.05, 0.08, 0.12, 0.2, 0.3]
+    };
+    for &(f, b) in layouts {
+        for &r in thresholds {
+            for order in if quick { vec![0] } else { vec![0, 1, 2] } {
+                let cache = CacheConfig {
+                    fn_compute_blocks: f,
+                    bn_compute_blocks: b,
+                    residual_diff_threshold: r,
+                    enable_separate_cfg: Some(false),
+                    ..Default::default()
+                };
+                let calibrator = (order > 0).then(|| CalibratorConfig::taylorseer(order));
+                let name = format!(
+                    "F{f}B{b} R{r}{}",
+                    if order > 0 {
+                        format!(" T{order}")
+                    } else {
+                        String::new()
+                    }
+                );
+                cases.push(Case {
+                    name,
+                    options: CacheOptions {
+                        cache,
+                        calibrator,
+                        modifiers: Vec::new(),
+                    },
+                });
+            }
+        }
+    }
+    if let Ok(mask) = steps_mask(steps, MaskPolicy::Medium) {
+        let cache = CacheConfig {
+            fn_compute_blocks: 1,
+            residual_diff_threshold: 0.12,
+            steps_computation_mask: Some(mask),
+            num_inference_steps: Some(steps),
+            enable_separate_cfg: Some(false),
+            ..Default::default()
+        };
+        cases.push(Case {
+            name: "F1B0 R0.12 mask=medium".into(),
+            options: cache.into(),
+        });
+    }
+    cases
+}
+
+fn blocks_run(run: &Run, blocks: usize, fn_bn: usize) -> usize {
+    run.trace
+        .iter()
+        .map(|r| if r.cached { fn_bn } else { blocks })
+        .sum()
+}
+
+pub fn run(args: &BenchArgs) -> Result<()> {
+    let device = Device::Cpu;
+    let size = if args.size == "tiny" {
+        DemoSize::TINY
+    } else {
+        DemoSize::DEFAULT
+    };
+    let model = demo::demo_model(size, args.seed, &device)?;
+    let n = size.double_blocks + size.single_blocks;
+    let s = args.steps;
+    let timed = |label: &str, options: Option<&CacheOptions>| -> Result<Run> {
+        let pb = bar(label, s);
+        let r = demo::generate(&model, options, s, args.seed, &device, |i, _| {
+            pb.set_position(i as u64)
+        })?;
+        pb.finish_and_clear();
+        Ok(r)
+    };
+    // Warm caches and allocator once, then the two reference runs.
+    timed("warmup", None)?;
+    let base = timed("baseline", None)?;
+    let always = CacheOptions::from(CacheConfig {
+        fn_compute_blocks: 1,
+        max_warmup_steps: 1,
+        residual_diff_threshold: 1.0,
+        enable_separate_cfg: Some(false),
+        ..Default::default()
+    });
+    let floor = timed("floor", Some(&always))?;
+    let (t_base, t_floor) = (base.wall.as_secs_f64(), floor.wall.as_secs_f64());
+    let floor_blocks = blocks_run(&floor, n, 1) as f64;
+    let b = (t_base - t_floor) / ((n * s) as f64 - floor_blocks).max(1.0);
+    let e = (t_base - b * (n * s) as f64).max(0.0);
+
+    println!(
+        "baseline {t_base:.3} s; per block execution {:.2} ms; unskippable {:.3} s ({} blocks x {s} steps)",
+        b * 1e3,
+        e,
+        n
+    );
+    println!();
+    println!(
+        "| config                 | time (s) | speedup | blocks computed | overhead | PSNR (dB) | max abs err | cached steps |"
+    );
+    println!(
+        "|------------------------|----------|---------|-----------------|----------|-----------|-------------|--------------|"
+    );
+    let mut rows = Vec::new();
+    for case in grid(s, args.quick) {
+        let r = timed(&case.name, Some(&case.options))?;
+        let fn_bn = case.options.cache.fn_compute_blocks + case.options.cache.bn_compute_blocks;
+        let ran = blocks_run(&r, n, fn_bn);
+        let t = r.wall.as_secs_f64();
+        let ideal = e + b * ran as f64;
+        let (psnr, max_err) = demo::fidelity(&base.latents, &r.latents)?;
+        let cached: Vec<usize> = r.trace.iter().filter(|c| c.cached).map(|c| c.step).collect();
+        let frac = ran as f64 / (n * s) as f64;
+        println!(
+            "| {:<22} | {t:>8.3} | {:>6.2}x | {:>14.1}% | {:>8.3} | {:>9.2} | {:>11.4} | {:>12} |",
+            case.name,
+            t_base / t,
+            frac * 100.0,
+            t / ideal,
+            psnr,
+            max_err,
+            cached.len()
+        );
+        rows.push(json!({
+            "config": case.name, "name": case.options.cache.strify(), "time_s": t, "speedup": t_base / t,
+            "computed_fraction": frac, "overhead_ratio": t / ideal, "psnr_db": psnr, "max_abs_err": max_err,
+            "cached_steps": cached,
+        }));
+    }
+    if let Some(path) = &args.json {
+        let doc = json!({ "baseline_s": t_base, "block_ms": b * 1e3, "unskippable_s": e, "steps": s, "blocks": n, "runs": rows });
+        std::fs::write(path, serde_json::to_string_pretty(&doc)?)?;
+        println!("wrote {}", path.display());
+    }
+    Ok(())
+}

@@ -181,7 +181,16 @@ fn cli_trace_matches_the_library_record_for_record() {
 fn bench_prints_a_table_and_json() {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("bench.json");
-    let o = cachedit(&["bench", "--quick", "--size", "tiny", "--steps", "10", "--json", json.to_str().unwrap()]);
+    let o = cachedit(&[
+        "bench",
+        "--quick",
+        "--size",
+        "tiny",
+        "--steps",
+        "10",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("| F1B0 R0.08"), "{}", stdout(&o));
     let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();

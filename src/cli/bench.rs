@@ -10,25 +10,19 @@
 //! residual add is not) are folded into `E`, so the ratio slightly understates them.
 
 use anyhow::Result;
-use cachedit::demo::{self, DemoSize, Run};
+use cachedit::demo::{self, Run};
 use cachedit::{CacheConfig, CacheOptions, CalibratorConfig, MaskPolicy, steps_mask};
 use candle_core::Device;
 use serde_json::json;
 
+use super::default_job::DemoArgs;
 use super::progress::bar;
 
 /// Options of `cachedit bench`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
-    /// Denoising steps.
-    #[arg(long, default_value_t = 28)]
-    steps: usize,
-    /// Seed of weights, noise and conditioning.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// Model size: `default` or `tiny`.
-    #[arg(long, default_value = "default", value_parser = ["default", "tiny"])]
-    size: String,
+    #[command(flatten)]
+    demo: DemoArgs,
     /// Only F1B0 at three thresholds (a quick check).
     #[arg(long)]
     quick: bool,
@@ -110,17 +104,13 @@ fn blocks_run(run: &Run, blocks: usize, fn_bn: usize) -> usize {
 
 pub fn run(args: &BenchArgs) -> Result<()> {
     let device = Device::Cpu;
-    let size = if args.size == "tiny" {
-        DemoSize::TINY
-    } else {
-        DemoSize::DEFAULT
-    };
-    let model = demo::demo_model(size, args.seed, &device)?;
+    let size = args.demo.demo_size();
+    let model = demo::demo_model(size, args.demo.seed, &device)?;
     let n = size.double_blocks + size.single_blocks;
-    let s = args.steps;
+    let s = args.demo.steps;
     let timed = |label: &str, options: Option<&CacheOptions>| -> Result<Run> {
         let pb = bar(label, s);
-        let r = demo::generate(&model, options, s, args.seed, &device, |i, _| {
+        let r = demo::generate(&model, options, s, args.demo.seed, &device, |i, _| {
             pb.set_position(i as u64)
         })?;
         pb.finish_and_clear();

@@ -7,18 +7,36 @@ use candle_core::Device;
 
 use super::progress::bar;
 
+/// The embedded default model and its generation: shared by the main job and `bench`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DemoArgs {
+    /// Denoising steps.
+    #[arg(long, default_value_t = 28)]
+    pub steps: usize,
+    /// Seed of the weights, noise and conditioning.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Model size: `default` (hidden 256, 4+8 blocks, 256 image tokens) or `tiny` (for tests).
+    #[arg(long, default_value = "default", value_parser = ["default", "tiny"])]
+    pub size: String,
+}
+
+impl DemoArgs {
+    /// The model size named by `--size`.
+    pub fn demo_size(&self) -> DemoSize {
+        if self.size == "tiny" {
+            DemoSize::TINY
+        } else {
+            DemoSize::DEFAULT
+        }
+    }
+}
+
 /// Options of the main job.
 #[derive(Debug, Clone, clap::Args)]
 pub struct DefaultArgs {
-    /// Denoising steps.
-    #[arg(long, default_value_t = 28)]
-    steps: usize,
-    /// Seed of the weights, noise and conditioning.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// Model size: `default` (hidden 256, 4+8 blocks, 256 image tokens) or `tiny` (for tests).
-    #[arg(long, default_value = "default", value_parser = ["default", "tiny"])]
-    size: String,
+    #[command(flatten)]
+    demo: DemoArgs,
     /// Residual diff threshold of the cached run.
     #[arg(long, default_value_t = 0.12)]
     threshold: f64,
@@ -35,12 +53,9 @@ pub struct DefaultArgs {
 
 pub fn run(args: &DefaultArgs) -> Result<()> {
     let device = Device::Cpu;
-    let size = if args.size == "tiny" {
-        DemoSize::TINY
-    } else {
-        DemoSize::DEFAULT
-    };
-    let model = demo::demo_model(size, args.seed, &device).context("building the embedded default model")?;
+    let size = args.demo.demo_size();
+    let (steps, seed) = (args.demo.steps, args.demo.seed);
+    let model = demo::demo_model(size, seed, &device).context("building the embedded default model")?;
     let blocks = size.double_blocks + size.single_blocks;
     println!(
         "cachedit: FLUX.1-architecture model, hidden {}, {} double + {} single blocks, {} image + {} text tokens, {} steps, f32 on CPU",
@@ -49,12 +64,12 @@ pub fn run(args: &DefaultArgs) -> Result<()> {
         size.single_blocks,
         size.grid * size.grid,
         size.text_len,
-        args.steps
+        steps
     );
     println!(
         "  weights: seeded (seed {}) with the timestep embedder damped x{TIMESTEP_DAMPING} so features drift smoothly between steps, \
 as a trained model's do (random weights would decorrelate every step and nothing would cache)",
-        args.seed
+        seed
     );
 
     let config = CacheConfig {
@@ -67,13 +82,13 @@ as a trained model's do (random weights would decorrelate every step and nothing
     };
     let options = CacheOptions::from(config.clone());
 
-    let pb = bar("baseline", args.steps);
-    let base = demo::generate(&model, None, args.steps, args.seed, &device, |i, _| {
+    let pb = bar("baseline", steps);
+    let base = demo::generate(&model, None, steps, seed, &device, |i, _| {
         pb.set_position(i as u64)
     })?;
     pb.finish_and_clear();
-    let pb = bar("cached", args.steps);
-    let cached = demo::generate(&model, Some(&options), args.steps, args.seed, &device, |i, _| {
+    let pb = bar("cached", steps);
+    let cached = demo::generate(&model, Some(&options), steps, seed, &device, |i, _| {
         pb.set_position(i as u64)
     })?;
     pb.finish_and_clear();
@@ -92,7 +107,7 @@ as a trained model's do (random weights would decorrelate every step and nothing
         "blocks computed   {:>8.1} %  ({} of {} steps cached: {:?})",
         fraction * 100.0,
         cached_steps.len(),
-        args.steps,
+        steps,
         cached_steps
     );
     println!(

@@ -26,6 +26,7 @@ pub mod naming;
 pub mod noise;
 pub mod pattern;
 pub mod prune;
+pub mod registry;
 pub mod stats;
 pub mod store;
 
@@ -46,4 +47,12 @@ pub use mask::{MaskPolicy, steps_mask, steps_mask_from_bins};
 pub use modifier::{CacheConfigPatch, ParamsModifier};
 pub use noise::seeded_normal;
 pub use pattern::ForwardPattern;
+pub use registry::{
+    BlockListDecl, BuildRequest, ConfigSource, FamilyEntry, RegistryError, SchedulerKind, StaticBlockLists,
+    WeightsSource, lookup, supported_pipelines,
+};
 pub use stats::{CacheStats, DiffStatistics, render_summary};
+
+/// `inventory`, for the registrations `register_families!` generates; not a public API.
+#[doc(hidden)]
+pub use inventory as __inventory;

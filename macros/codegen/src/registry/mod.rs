@@ -19,8 +19,8 @@ pub use parse::{BlockListSpec, CfgSpec, Family, Registry, SchedulerSpec, parse};
 use crate::paths::RegistryPaths;
 
 /// Entry point of the `register_families!` macro: `input` is a string literal, the YAML's path
-/// relative to `manifest_dir` (the invoking crate's `CARGO_MANIFEST_DIR`). Errors become
-/// `compile_error!`s.
+/// relative to `manifest_dir` (the invoking crate's `CARGO_MANIFEST_DIR`), or `yaml = "..."`
+/// with the YAML inline. Errors become `compile_error!`s.
 pub fn register_families(
     input: TokenStream,
     manifest_dir: Option<PathBuf>,
@@ -32,27 +32,51 @@ pub fn register_families(
     }
 }
 
+/// The macro's input: a file path, or `yaml = "..."` inline (for tests and examples).
+enum Input {
+    File(syn::LitStr),
+    Inline(syn::LitStr),
+}
+
+impl syn::parse::Parse for Input {
+    fn parse(input: syn::parse::ParseStream) -> syn::Result<Self> {
+        if input.peek(syn::LitStr) {
+            return Ok(Self::File(input.parse()?));
+        }
+        let key: syn::Ident = input.parse()?;
+        if key != "yaml" {
+            return Err(syn::Error::new(key.span(), "expected a path or `yaml = \"...\"`"));
+        }
+        input.parse::<syn::Token![=]>()?;
+        Ok(Self::Inline(input.parse()?))
+    }
+}
+
 fn try_register(
     input: TokenStream,
     manifest_dir: Option<PathBuf>,
     paths: impl FnOnce() -> syn::Result<RegistryPaths>,
 ) -> syn::Result<TokenStream> {
-    let lit: syn::LitStr = syn::parse2(input).map_err(|e| {
+    let input: Input = syn::parse2(input).map_err(|e| {
         syn::Error::new(
             e.span(),
-            "expected the path of a registry YAML file, relative to the crate's Cargo.toml: \
-             `register_families!(\"registry.yaml\")`",
+            "expected the path of a registry YAML file, relative to the crate's Cargo.toml \
+             (`register_families!(\"registry.yaml\")`), or `yaml = \"...\"`",
         )
     })?;
-    let dir = manifest_dir.ok_or_else(|| {
-        syn::Error::new(lit.span(), "CARGO_MANIFEST_DIR is not set; build with cargo")
-    })?;
-    let path = dir.join(lit.value());
-    let text = std::fs::read_to_string(&path).map_err(|e| {
-        syn::Error::new(lit.span(), format!("cannot read {}: {e}", path.display()))
-    })?;
-    let registry = parse(&text, &file_label(&lit.value())).map_err(|msg| syn::Error::new(lit.span(), msg))?;
-    Ok(expand(&registry, Some(&path), &paths()?))
+    let (lit, text, path, label) = match input {
+        Input::Inline(lit) => (lit.clone(), lit.value(), None, "registry YAML".to_owned()),
+        Input::File(lit) => {
+            let dir = manifest_dir
+                .ok_or_else(|| syn::Error::new(lit.span(), "CARGO_MANIFEST_DIR is not set; build with cargo"))?;
+            let path = dir.join(lit.value());
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| syn::Error::new(lit.span(), format!("cannot read {}: {e}", path.display())))?;
+            (lit.clone(), text, Some(path), file_label(&lit.value()))
+        }
+    };
+    let registry = parse(&text, &label).map_err(|msg| syn::Error::new(lit.span(), msg))?;
+    Ok(expand(&registry, path.as_deref(), &paths()?))
 }
 
 fn file_label(path: &str) -> String {

@@ -46,9 +46,8 @@ pub mod prelude {
     pub use crate::{lookup, supported_pipelines};
     pub use cachedit_macros::{CachedTransformer, block_adapter, patch_functor};
     pub use cachedit_runtime::{
-        BuildRequest, Denoiser,
-        BlockList, CacheConfig, CachedBlock, CachedTransformer, ForwardPattern, Streams, disable_cache,
-        enable_cache, refresh_context, render_summary, summary,
+        BlockList, BuildRequest, CacheConfig, CachedBlock, CachedTransformer, Denoiser, ForwardPattern,
+        Streams, disable_cache, enable_cache, refresh_context, render_summary, summary,
     };
 }
 

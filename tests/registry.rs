@@ -45,7 +45,10 @@ fn lookup_by_class_name_prefix() {
     assert_eq!(lookup("FluxKontextPipeline").unwrap().name, "Flux");
     assert_eq!(lookup("FluxTransformer2DModel").unwrap().name, "Flux");
     let err = lookup("NoSuchPipeline").unwrap_err().to_string();
-    assert!(err.contains("no registered family matches `NoSuchPipeline`"), "{err}");
+    assert!(
+        err.contains("no registered family matches `NoSuchPipeline`"),
+        "{err}"
+    );
     let flux = lookup("Flux").unwrap();
     let err = flux
         .build(&BuildRequest {
@@ -95,7 +98,11 @@ fn every_family_builds_tiny_and_caches() -> Result<()> {
         let out = denoise(&*exact, STEPS)?;
         let diff = (out - &reference)?.abs()?.max_all()?.to_scalar::<f32>()?;
         assert_eq!(diff, 0.0, "{}: threshold 0 must compute every step", entry.name);
-        assert!(summary(&*exact).iter().all(|s| s.cached_steps.is_empty()), "{}", entry.name);
+        assert!(
+            summary(&*exact).iter().all(|s| s.cached_steps.is_empty()),
+            "{}",
+            entry.name
+        );
 
         let cached = build();
         enable_cache(&*cached, &cache(1e3)).unwrap();

@@ -19,13 +19,16 @@ pub trait FamilyModel: Denoiser + StaticBlockLists + Sized + 'static {
     fn build(cfg: Self::Config, vb: VarBuilder) -> candle_core::Result<Self>;
 }
 
+/// A published config of `M`: its name and constructor.
+pub type NamedConfig<M> = (&'static str, fn() -> <M as FamilyModel>::Config);
+
 /// Builds `M` as family `family` from `request`: the config from `tiny`, from `configs` (by
 /// name) or from a `config.json`; the weights seeded or from a diffusers folder.
 pub fn build_family<M: FamilyModel>(
     family: &str,
     request: &BuildRequest,
     tiny: fn() -> M::Config,
-    configs: &[(&str, fn() -> M::Config)],
+    configs: &[NamedConfig<M>],
 ) -> BuildResult {
     let build_err = |e: LoadError| RegistryError::Build {
         family: family.to_owned(),

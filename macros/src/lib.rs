@@ -88,5 +88,6 @@ pub fn derive_cached_transformer(input: TokenStream) -> TokenStream {
 #[proc_macro]
 pub fn register_families(input: TokenStream) -> TokenStream {
     let dir = std::env::var_os("CARGO_MANIFEST_DIR").map(std::path::PathBuf::from);
-    cachedit_codegen::register_families(input.into(), dir, cachedit_codegen::RegistryPaths::from_manifest).into()
+    cachedit_codegen::register_families(input.into(), dir, cachedit_codegen::RegistryPaths::from_manifest)
+        .into()
 }

@@ -259,7 +259,10 @@ pub fn duplicates_in(entries: &[&FamilyEntry]) -> Vec<RegistryError> {
 }
 
 /// [`lookup`] over an explicit list of entries (in registration order).
-pub fn lookup_in<'e>(entries: &[&'e FamilyEntry], class_name: &str) -> Result<&'e FamilyEntry, RegistryError> {
+pub fn lookup_in<'e>(
+    entries: &[&'e FamilyEntry],
+    class_name: &str,
+) -> Result<&'e FamilyEntry, RegistryError> {
     let best = entries
         .iter()
         .filter(|e| class_name.starts_with(e.name))
@@ -384,7 +387,11 @@ mod tests {
         let entries = [&FLUX, &FLUX_AGAIN, &HUNYUAN_DIT];
         let dups = duplicates_in(&entries);
         assert_eq!(dups.len(), 1);
-        assert!(dups[0].to_string().contains("`Flux` is registered more than once"));
+        assert!(
+            dups[0]
+                .to_string()
+                .contains("`Flux` is registered more than once")
+        );
         assert!(matches!(
             lookup_in(&entries, "FluxKontextPipeline"),
             Err(RegistryError::DuplicateFamily { .. })
@@ -393,7 +400,7 @@ mod tests {
 
     #[test]
     fn order_is_primary_crate_first_then_yaml_order() {
-        let mut all = vec![&FLUX_AGAIN, &HUNYUAN_DIT_PAG, &FLUX, &HUNYUAN_VIDEO];
+        let mut all = [&FLUX_AGAIN, &HUNYUAN_DIT_PAG, &FLUX, &HUNYUAN_VIDEO];
         all.sort_by_key(|e| e.order_key());
         let got: Vec<_> = all.iter().map(|e| (e.name, e.source_crate)).collect();
         assert_eq!(

@@ -4,7 +4,9 @@
 use std::path::Path;
 
 use cachedit_macros::block_adapter;
-use cachedit_runtime::{BlockList, CachedListInfo, CachedTransformer, ForwardPattern, StaticBlockLists, Streams};
+use cachedit_runtime::{
+    BlockList, CachedListInfo, CachedTransformer, ForwardPattern, StaticBlockLists, Streams,
+};
 use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::{Linear, VarBuilder};
 use serde::{Deserialize, Serialize};

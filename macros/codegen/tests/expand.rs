@@ -371,6 +371,7 @@ fn registry_entry_flux() {
         "registry.yaml",
     )
     .unwrap_or_else(|e| panic!("{e}"));
-    let tokens = cachedit_codegen::registry::expand(&registry, None, &cachedit_codegen::RegistryPaths::cachedit());
+    let tokens =
+        cachedit_codegen::registry::expand(&registry, None, &cachedit_codegen::RegistryPaths::cachedit());
     insta::assert_snapshot!(pretty(tokens));
 }

@@ -26,12 +26,18 @@ pub struct ToyConfig {
 impl ToyConfig {
     /// The test config.
     pub fn tiny() -> Self {
-        Self { dim: 8, num_layers: 3 }
+        Self {
+            dim: 8,
+            num_layers: 3,
+        }
     }
 
     /// A "published" config.
     pub fn large() -> Self {
-        Self { dim: 64, num_layers: 12 }
+        Self {
+            dim: 64,
+            num_layers: 12,
+        }
     }
 }
 

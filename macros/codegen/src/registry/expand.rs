@@ -14,9 +14,15 @@ use crate::paths::RegistryPaths;
 pub fn expand(registry: &Registry, file: Option<&Path>, paths: &RegistryPaths) -> TokenStream {
     let track = file.map(|f| {
         let f = f.to_string_lossy();
-        quote!(const _: &str = include_str!(#f);)
+        quote!(
+            const _: &str = include_str!(#f);
+        )
     });
-    let entries = registry.families.iter().enumerate().map(|(i, f)| entry(i, f, paths));
+    let entries = registry
+        .families
+        .iter()
+        .enumerate()
+        .map(|(i, f)| entry(i, f, paths));
     quote! {
         #track
         #(#entries)*

@@ -67,8 +67,9 @@ fn try_register(
     let (lit, text, path, label) = match input {
         Input::Inline(lit) => (lit.clone(), lit.value(), None, "registry YAML".to_owned()),
         Input::File(lit) => {
-            let dir = manifest_dir
-                .ok_or_else(|| syn::Error::new(lit.span(), "CARGO_MANIFEST_DIR is not set; build with cargo"))?;
+            let dir = manifest_dir.ok_or_else(|| {
+                syn::Error::new(lit.span(), "CARGO_MANIFEST_DIR is not set; build with cargo")
+            })?;
             let path = dir.join(lit.value());
             let text = std::fs::read_to_string(&path)
                 .map_err(|e| syn::Error::new(lit.span(), format!("cannot read {}: {e}", path.display())))?;
@@ -85,4 +86,3 @@ fn file_label(path: &str) -> String {
         .map(|f| f.to_string_lossy().into_owned())
         .unwrap_or_else(|| path.to_owned())
 }
-

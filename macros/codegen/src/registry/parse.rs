@@ -105,7 +105,14 @@ struct LooseFamily {
     name: Option<String>,
 }
 
-const PATTERNS: [&str; 6] = ["Pattern_0", "Pattern_1", "Pattern_2", "Pattern_3", "Pattern_4", "Pattern_5"];
+const PATTERNS: [&str; 6] = [
+    "Pattern_0",
+    "Pattern_1",
+    "Pattern_2",
+    "Pattern_3",
+    "Pattern_4",
+    "Pattern_5",
+];
 
 /// Parses and validates a registry. `file` names the file in messages. Every error names the
 /// entry (when known), the key and the line.
@@ -141,8 +148,8 @@ fn entry_at_line(text: &str, line: u64) -> Option<String> {
     loose
         .families
         .into_iter()
-        .filter(|f| f.referenced.line() <= line)
-        .last()
+        .rev()
+        .find(|f| f.referenced.line() <= line)
         .and_then(|f| f.value.name)
 }
 
@@ -150,7 +157,11 @@ fn validate(f: RawFamily, line: u64, file: &str) -> Result<Family, String> {
     let name = f.name;
     let err = |key: &str, at: u64, msg: String| format!("{file} entry `{name}` (line {at}): `{key}`: {msg}");
     if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric()) {
-        return Err(err("name", line, "must be a non-empty ASCII alphanumeric class-name prefix".into()));
+        return Err(err(
+            "name",
+            line,
+            "must be a non-empty ASCII alphanumeric class-name prefix".into(),
+        ));
     }
     let model = syn::parse_str::<syn::Path>(&f.model.value)
         .ok()
@@ -166,22 +177,37 @@ fn validate(f: RawFamily, line: u64, file: &str) -> Result<Family, String> {
             )
         })?;
     if f.block_lists.is_empty() {
-        return Err(err("block_lists", line, "at least one cached block list is required".into()));
+        return Err(err(
+            "block_lists",
+            line,
+            "at least one cached block list is required".into(),
+        ));
     }
     let mut block_lists = Vec::new();
     let mut names = BTreeSet::new();
     for l in f.block_lists {
         let at = l.referenced.line();
         let l = l.value;
-        let pattern = PATTERNS.iter().position(|p| *p == l.pattern.value).ok_or_else(|| {
-            err(
-                "block_lists.pattern",
-                l.pattern.referenced.line(),
-                format!("unknown pattern `{}` (expected one of {})", l.pattern.value, PATTERNS.join(", ")),
-            )
-        })?;
+        let pattern = PATTERNS
+            .iter()
+            .position(|p| *p == l.pattern.value)
+            .ok_or_else(|| {
+                err(
+                    "block_lists.pattern",
+                    l.pattern.referenced.line(),
+                    format!(
+                        "unknown pattern `{}` (expected one of {})",
+                        l.pattern.value,
+                        PATTERNS.join(", ")
+                    ),
+                )
+            })?;
         if l.name.is_empty() || !names.insert(l.name.clone()) {
-            return Err(err("block_lists.name", at, format!("`{}` is empty or listed twice", l.name)));
+            return Err(err(
+                "block_lists.name",
+                at,
+                format!("`{}` is empty or listed twice", l.name),
+            ));
         }
         block_lists.push(BlockListSpec {
             name: l.name,
@@ -216,7 +242,10 @@ fn validate(f: RawFamily, line: u64, file: &str) -> Result<Family, String> {
             err(
                 key,
                 s.referenced.line(),
-                format!("`{}` is not the name of a constructor of the model's Config", s.value),
+                format!(
+                    "`{}` is not the name of a constructor of the model's Config",
+                    s.value
+                ),
             )
         })
     };
@@ -270,19 +299,38 @@ mod tests {
         let f = &r.families[0];
         assert_eq!(f.name, "Flux");
         assert_eq!(f.line, 2);
-        assert_eq!(f.block_lists, [BlockListSpec { name: "transformer_blocks".into(), pattern: 1 }]);
+        assert_eq!(
+            f.block_lists,
+            [BlockListSpec {
+                name: "transformer_blocks".into(),
+                pattern: 1
+            }]
+        );
         assert_eq!(f.defaults_json, r#"{"Fn_compute_blocks":1}"#);
-        let configs: Vec<_> = f.configs.iter().map(|(n, c)| (n.as_str(), c.to_string())).collect();
-        assert_eq!(configs, [("FLUX.1-dev", "dev".into()), ("FLUX.1-schnell", "schnell".into())]);
+        let configs: Vec<_> = f
+            .configs
+            .iter()
+            .map(|(n, c)| (n.as_str(), c.to_string()))
+            .collect();
+        assert_eq!(
+            configs,
+            [("FLUX.1-dev", "dev".into()), ("FLUX.1-schnell", "schnell".into())]
+        );
         Ok(())
     }
 
     #[test]
     fn errors_name_entry_key_and_line() {
         let e = error(&FLUX.replace("pattern: Pattern_1", "pattern: Pattern_9"));
-        assert!(e.contains("entry `Flux` (line 5): `block_lists.pattern`: unknown pattern `Pattern_9`"), "{e}");
+        assert!(
+            e.contains("entry `Flux` (line 5): `block_lists.pattern`: unknown pattern `Pattern_9`"),
+            "{e}"
+        );
         let e = error(&FLUX.replace("cfg: none", "cfg: sometimes"));
-        assert!(e.contains("entry `Flux` (line 6): `cfg`: unknown CFG layout `sometimes`"), "{e}");
+        assert!(
+            e.contains("entry `Flux` (line 6): `cfg`: unknown CFG layout `sometimes`"),
+            "{e}"
+        );
         let e = error(&FLUX.replace("scheduler: flow_match_euler", "scheduler: dpm"));
         assert!(e.contains("`scheduler`: unknown scheduler `dpm`"), "{e}");
         let e = error(&FLUX.replace("tiny: tiny", "tiny: tiny\n    tinny: tiny"));
@@ -290,7 +338,10 @@ mod tests {
         let e = error(&FLUX.replace("tiny: tiny", "tiny: tiny\n    cfg: none"));
         assert!(e.contains("cfg"), "duplicate key: {e}");
         let e = error(&format!("{FLUX}{}", &FLUX["families:\n".len()..]));
-        assert!(e.contains("entry `Flux` (line 13): `name` duplicates the entry at line 2"), "{e}");
+        assert!(
+            e.contains("entry `Flux` (line 13): `name` duplicates the entry at line 2"),
+            "{e}"
+        );
         let e = error(&FLUX.replace("families::flux::", "::families::flux::"));
         assert!(e.contains("`model`"), "{e}");
         let e = error(&FLUX.replace("tiny: tiny", "tiny: 'not an ident'"));

@@ -8,14 +8,23 @@
 //!   folder loads as is.
 //! - [`loader`]: diffusers `transformer/` folders (single or sharded safetensors) with typed errors.
 //! - [`init`]: deterministic seeded weights for tests and demos.
+//! - [`registry`]: building a family registered in `registry.yaml` from a `BuildRequest`.
 
 pub mod blocks;
 pub mod components;
 pub mod families;
 pub mod init;
 pub mod loader;
+pub mod registry;
+
+// Generated registrations name this crate `::cachedit_adapters`, which then also works inside it.
+extern crate self as cachedit_adapters;
+
+// The families of `registry.yaml` (at the repository root), as `inventory` registrations.
+cachedit_macros::register_families!("../registry.yaml");
 
 pub use families::ListLayout;
 pub use families::flux::FluxTransformer2DModel;
 pub use init::{SeededBackend, seeded_var_builder};
 pub use loader::{Checkpoint, LoadError};
+pub use registry::{FamilyModel, build_family, link};

@@ -72,3 +72,22 @@ pub fn patch_functor(args: TokenStream, item: TokenStream) -> TokenStream {
 pub fn derive_cached_transformer(input: TokenStream) -> TokenStream {
     cachedit_codegen::derive_cached_transformer(input.into(), CratePath::from_manifest).into()
 }
+
+/// Registers the families of a `registry.yaml` (path relative to the crate's `Cargo.toml`):
+/// one `inventory` registration of a runtime `FamilyEntry` per entry, listed by
+/// `supported_pipelines()` and found by `lookup()`. Invoke once, at the crate root.
+///
+/// Checked at compile time, with messages naming the entry and the key: the YAML's schema
+/// (unknown keys, patterns, CFG layouts, schedulers, duplicate keys or names), that the model
+/// type and its config constructors exist, and that the declared `block_lists` equal the
+/// model's `StaticBlockLists::BLOCK_LISTS`. The crate is rebuilt when the YAML changes.
+///
+/// ```ignore
+/// cachedit::register_families!("registry.yaml");
+/// ```
+#[proc_macro]
+pub fn register_families(input: TokenStream) -> TokenStream {
+    let dir = std::env::var_os("CARGO_MANIFEST_DIR").map(std::path::PathBuf::from);
+    cachedit_codegen::register_families(input.into(), dir, cachedit_codegen::RegistryPaths::from_manifest)
+        .into()
+}

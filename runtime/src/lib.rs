@@ -29,6 +29,7 @@ pub mod noise;
 pub mod pattern;
 pub mod pipeline;
 pub mod prune;
+pub mod registry;
 pub mod stats;
 pub mod store;
 
@@ -52,4 +53,12 @@ pub use modifier::{CacheConfigPatch, ParamsModifier};
 pub use noise::seeded_normal;
 pub use pattern::ForwardPattern;
 pub use pipeline::{DenoiseOptions, DenoiseOutput, denoise};
+pub use registry::{
+    BlockListDecl, BuildRequest, ConfigSource, FamilyEntry, RegistryError, SchedulerKind, StaticBlockLists,
+    WeightsSource, lookup, supported_pipelines,
+};
 pub use stats::{CacheStats, DiffStatistics, render_summary};
+
+/// `inventory`, for the registrations `register_families!` generates; not a public API.
+#[doc(hidden)]
+pub use inventory as __inventory;

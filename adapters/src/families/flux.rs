@@ -4,7 +4,9 @@
 use std::path::Path;
 
 use cachedit_macros::block_adapter;
-use cachedit_runtime::{BlockList, CachedListInfo, CachedTransformer, Streams};
+use cachedit_runtime::{
+    BlockList, CachedListInfo, CachedTransformer, ForwardPattern, StaticBlockLists, Streams,
+};
 use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::{Linear, VarBuilder};
 use serde::{Deserialize, Serialize};
@@ -431,6 +433,19 @@ impl FluxTransformer2DModel {
         };
         let hidden = self.norm_out.forward(&s.hidden, &temb)?;
         self.proj_out.forward(&hidden)
+    }
+}
+
+/// The default (chained) layout: one Pattern_1 list `transformer_blocks`, as in cache-dit.
+impl StaticBlockLists for FluxTransformer2DModel {
+    const BLOCK_LISTS: &'static [(&'static str, ForwardPattern)] =
+        &[("transformer_blocks", ForwardPattern::Pattern_1)];
+}
+
+impl crate::registry::FamilyModel for FluxTransformer2DModel {
+    type Config = Config;
+    fn build(cfg: Config, vb: VarBuilder) -> Result<Self> {
+        Self::new(cfg, vb)
     }
 }
 

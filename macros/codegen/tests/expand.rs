@@ -349,3 +349,29 @@ fn patch_functor_hidream() {
     );
     insta::assert_snapshot!(pretty(out));
 }
+
+// ---- register_families!: one registry.yaml entry ----
+
+#[test]
+fn registry_entry_flux() {
+    let registry = cachedit_codegen::registry::parse(
+        "families:
+  - name: Flux
+    model: families::flux::FluxTransformer2DModel
+    block_lists:
+      - { name: transformer_blocks, pattern: Pattern_1 }
+    cfg: none
+    scheduler: flow_match_euler
+    defaults: { Fn_compute_blocks: 1, residual_diff_threshold: 0.12 }
+    configs:
+      FLUX.1-dev: dev
+      FLUX.1-schnell: schnell
+    tiny: tiny
+",
+        "registry.yaml",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let tokens =
+        cachedit_codegen::registry::expand(&registry, None, &cachedit_codegen::RegistryPaths::cachedit());
+    insta::assert_snapshot!(pretty(tokens));
+}

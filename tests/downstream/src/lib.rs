@@ -1,0 +1,105 @@
+//! A crate outside cachedit that registers its own toy family from its own `registry.yaml`,
+//! with the same `register_families!` as cachedit's adapters, without touching cachedit's
+//! registry.
+
+use cachedit::adapters::FamilyModel;
+use cachedit::adapters::loader::DiffusersConfig;
+use cachedit::{
+    BlockList, CachedTransformer, Conditioning, Denoiser, ForwardPattern, StaticBlockLists, Streams,
+    block_adapter, seeded_normal,
+};
+use candle_core::{DType, Device, Module, Result, Tensor};
+use candle_nn::{Linear, VarBuilder};
+use serde::{Deserialize, Serialize};
+
+cachedit::register_families!("registry.yaml");
+
+/// The toy model's config.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToyConfig {
+    /// Channels per token.
+    pub dim: usize,
+    /// Number of blocks.
+    pub num_layers: usize,
+}
+
+impl ToyConfig {
+    /// The test config.
+    pub fn tiny() -> Self {
+        Self {
+            dim: 8,
+            num_layers: 3,
+        }
+    }
+
+    /// A "published" config.
+    pub fn large() -> Self {
+        Self {
+            dim: 64,
+            num_layers: 12,
+        }
+    }
+}
+
+impl DiffusersConfig for ToyConfig {
+    const FIELDS: &'static [&'static str] = &["dim", "num_layers"];
+}
+
+/// A residual MLP block.
+#[derive(Debug)]
+pub struct ToyBlock {
+    proj: Linear,
+}
+
+#[block_adapter(pattern = Pattern_3)]
+impl ToyBlock {
+    /// `h + tanh(proj(h)) / 4`.
+    pub fn forward(&self, hidden: &Tensor) -> Result<Tensor> {
+        hidden + (self.proj.forward(hidden)?.tanh()? * 0.25)?
+    }
+}
+
+/// A toy transformer: time-shifted tokens through a list of `ToyBlock`s.
+#[derive(Debug, CachedTransformer)]
+pub struct ToyTransformer {
+    cfg: ToyConfig,
+    blocks: BlockList<ToyBlock>,
+}
+
+impl StaticBlockLists for ToyTransformer {
+    const BLOCK_LISTS: &'static [(&'static str, ForwardPattern)] = &[("blocks", ForwardPattern::Pattern_3)];
+}
+
+impl FamilyModel for ToyTransformer {
+    type Config = ToyConfig;
+    fn build(cfg: ToyConfig, vb: VarBuilder) -> Result<Self> {
+        let blocks = (0..cfg.num_layers)
+            .map(|i| {
+                Ok(ToyBlock {
+                    proj: candle_nn::linear(cfg.dim, cfg.dim, vb.pp("blocks").pp(i).pp("proj"))?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            cfg,
+            blocks: BlockList::new(blocks),
+        })
+    }
+}
+
+impl Denoiser for ToyTransformer {
+    fn latent_shape(&self, batch: usize) -> Vec<usize> {
+        vec![batch, 4, self.cfg.dim]
+    }
+
+    fn synthetic_conditioning(&self, batch: usize, seed: u64, device: &Device) -> Result<Conditioning> {
+        let shift = seeded_normal(&[batch, 1, self.cfg.dim], seed, DType::F32, device)?;
+        Ok(Conditioning::new().with("shift", shift))
+    }
+
+    fn predict(&self, latents: &Tensor, timestep: &Tensor, cond: &Conditioning) -> Result<Tensor> {
+        let t = (timestep.reshape(((), 1, 1))? / 1000.0)?;
+        let h = latents.broadcast_add(&cond.get("shift")?.broadcast_mul(&t)?)?;
+        Ok(self.blocks.forward(Streams::hidden(h), &())?.hidden)
+    }
+}

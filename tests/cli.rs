@@ -201,3 +201,19 @@ fn bench_prints_a_table_and_json() {
         assert!(f > 0.0 && f <= 1.0, "{r}");
     }
 }
+
+#[test]
+fn list_prints_the_registered_families() {
+    let o = cachedit(&["list"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (n, names) = cachedit::supported_pipelines();
+    assert!(n >= 1, "the binary links the adapters' registrations");
+    assert!(
+        stdout(&o).contains(&format!("{n} supported families")),
+        "{}",
+        stdout(&o)
+    );
+    for name in names {
+        assert!(stdout(&o).contains(&name), "{name}");
+    }
+}

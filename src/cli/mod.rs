@@ -30,6 +30,8 @@ enum Command {
     Demo(default_job::DefaultArgs),
     /// Run a family with a cache configuration, writing outputs, a trace and a plot.
     Run(Box<run::RunArgs>),
+    /// The supported families, in registration order (cache-dit's `supported_pipelines()`).
+    List,
     /// Time the baseline and a grid of cache configurations: speedup, overhead, fidelity.
     Bench(bench::BenchArgs),
 }
@@ -43,6 +45,14 @@ pub fn main() -> ExitCode {
         Some(Command::Demo(args)) => default_job::run(&args),
         Some(Command::Run(args)) => run::run(&args),
         Some(Command::Bench(args)) => bench::run(&args),
+        Some(Command::List) => {
+            let (n, names) = cachedit::supported_pipelines();
+            println!("{n} supported families:");
+            for name in names {
+                println!("  {name}");
+            }
+            Ok(())
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

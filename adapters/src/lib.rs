@@ -11,6 +11,7 @@
 
 pub mod blocks;
 pub mod components;
+pub mod demo;
 pub mod families;
 pub mod init;
 pub mod loader;

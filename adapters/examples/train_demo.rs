@@ -25,7 +25,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let start = std::time::Instant::now();
     let report = train_demo(&opts, |step, loss| {
         if step % 50 == 0 || step == 1 {
-            eprintln!("step {step:5}  loss {loss:.4}  {:6.1}s", start.elapsed().as_secs_f64());
+            eprintln!(
+                "step {step:5}  loss {loss:.4}  {:6.1}s",
+                start.elapsed().as_secs_f64()
+            );
         }
     })?;
     eprintln!(

@@ -93,7 +93,12 @@ mod tests {
     fn differentiable_ops_agree_with_fused_kernels_and_backprop() -> Result<()> {
         let dev = Device::Cpu;
         let model = FluxTransformer2DModel::new(Config::tiny(), seeded_var_builder(3, DType::F32, &dev))?;
-        let x = Var::from_tensor(&cachedit_runtime::seeded_normal(&[2, 16, 4], 1, DType::F32, &dev)?)?;
+        let x = Var::from_tensor(&cachedit_runtime::seeded_normal(
+            &[2, 16, 4],
+            1,
+            DType::F32,
+            &dev,
+        )?)?;
         let text = cachedit_runtime::seeded_normal(&[2, 3, 32], 2, DType::F32, &dev)?;
         let pooled = cachedit_runtime::seeded_normal(&[2, 32], 3, DType::F32, &dev)?;
         let t = Tensor::new(&[0.3f32, 0.8], &dev)?;

@@ -200,7 +200,10 @@ mod tests {
         let (c, _) = batch(8, 4, &Device::Cpu)?;
         assert_eq!(a.dims(), &[8, 3, IMAGE_SIZE, IMAGE_SIZE]);
         assert_eq!(ca, cb);
-        let (va, vb) = (a.flatten_all()?.to_vec1::<f32>()?, b.flatten_all()?.to_vec1::<f32>()?);
+        let (va, vb) = (
+            a.flatten_all()?.to_vec1::<f32>()?,
+            b.flatten_all()?.to_vec1::<f32>()?,
+        );
         assert_eq!(va, vb);
         assert_ne!(va, c.flatten_all()?.to_vec1::<f32>()?);
         assert!(va.iter().all(|v| (-1.0..=1.0).contains(v)));
@@ -224,7 +227,11 @@ mod tests {
             let outside = (0..plane)
                 .filter(|&p| (0..3).all(|c| (img[c * plane + p] - BACKGROUND[c]).abs() < 1e-6))
                 .count();
-            assert!(inside > 20 && outside > 300, "{}: {inside} {outside}", class.name());
+            assert!(
+                inside > 20 && outside > 300,
+                "{}: {inside} {outside}",
+                class.name()
+            );
         }
         assert_eq!(DemoClass::from_index(DemoClass::COUNT), None);
         assert_eq!(DemoClass::parse("purple circle"), None);

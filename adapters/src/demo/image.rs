@@ -123,7 +123,9 @@ pub fn line_plot(values: &[f32], width: usize, height: usize) -> RgbImage {
     let tf = |v: f32| if log { v.log10() } else { v };
     let (mut lo, mut hi) = finite
         .iter()
-        .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), v| (a.min(tf(*v)), b.max(tf(*v))));
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), v| {
+            (a.min(tf(*v)), b.max(tf(*v)))
+        });
     if hi - lo < 1e-6 {
         lo -= 0.5;
         hi += 0.5;
@@ -196,7 +198,11 @@ fn crc32(bytes: &[u8]) -> u32 {
     for &b in bytes {
         crc ^= u32::from(b);
         for _ in 0..8 {
-            crc = if crc & 1 == 1 { (crc >> 1) ^ 0xedb8_8320 } else { crc >> 1 };
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xedb8_8320
+            } else {
+                crc >> 1
+            };
         }
     }
     !crc
@@ -278,7 +284,7 @@ mod tests {
     fn png_has_valid_structure_and_checksums() {
         assert_eq!(crc32(b"123456789"), 0xcbf4_3926);
         assert_eq!(adler32(b"Wikipedia"), 0x11e6_0398);
-        let img = grid(&[RgbImage::filled(2, 3, [255, 0, 0]); 3], 2, 2, 1);
+        let img = grid(&vec![RgbImage::filled(2, 3, [255, 0, 0]); 3], 2, 2, 1);
         assert_eq!((img.width, img.height), (2 * 5 + 1, 2 * 7 + 1));
         let png = img.to_png();
         assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");

@@ -43,8 +43,8 @@ impl Default for TrainOptions {
     /// The settings the committed demo weights were trained with.
     fn default() -> Self {
         Self {
-            steps: 1500,
-            batch_size: 32,
+            steps: 900,
+            batch_size: 16,
             learning_rate: 1e-3,
             warmup_steps: 100,
             seed: 0,
@@ -110,7 +110,10 @@ fn learning_rate(opts: &TrainOptions, step: usize) -> f64 {
 /// objective, calling `progress(step, loss)` after each step (1-based). Deterministic for a
 /// given `opts` on a given machine. With `out_dir`, writes `config.json`, the weights
 /// ([`WEIGHTS_NAME`], diffusers names) and the loss curve ([`LOSS_PLOT_NAME`]).
-pub fn train_demo(opts: &TrainOptions, mut progress: impl FnMut(usize, f32)) -> Result<TrainReport, TrainError> {
+pub fn train_demo(
+    opts: &TrainOptions,
+    mut progress: impl FnMut(usize, f32),
+) -> Result<TrainReport, TrainError> {
     if opts.steps == 0 || opts.batch_size == 0 || opts.learning_rate <= 0.0 {
         return Err(TrainError::Options(
             "steps, batch_size and learning_rate must be positive".into(),
@@ -135,7 +138,8 @@ pub fn train_demo(opts: &TrainOptions, mut progress: impl FnMut(usize, f32)) -> 
             data.insert(name.clone(), Var::from_tensor(t)?);
         }
     }
-    let model = FluxTransformer2DModel::new(cfg.clone(), VarBuilder::from_varmap(&varmap, DType::F32, &device))?;
+    let model =
+        FluxTransformer2DModel::new(cfg.clone(), VarBuilder::from_varmap(&varmap, DType::F32, &device))?;
     let mut opt = AdamW::new(
         varmap.all_vars(),
         ParamsAdamW {
@@ -165,7 +169,12 @@ pub fn train_demo(opts: &TrainOptions, mut progress: impl FnMut(usize, f32)) -> 
         let x0 = pack_images(&images)?;
         let eps = seeded_normal(x0.dims(), step_seed(opts.seed, step, 2), DType::F32, &device)?;
         // Logit-normal σ (mean 0, std 1), as SD3 / Flux train.
-        let sigma = candle_nn::ops::sigmoid(&seeded_normal(&[b], step_seed(opts.seed, step, 3), DType::F32, &device)?)?;
+        let sigma = candle_nn::ops::sigmoid(&seeded_normal(
+            &[b],
+            step_seed(opts.seed, step, 3),
+            DType::F32,
+            &device,
+        )?)?;
         let s3 = sigma.reshape((b, 1, 1))?;
         let xt = (x0.broadcast_mul(&(1.0 - &s3)?)? + eps.broadcast_mul(&s3)?)?;
         let target = (&eps - &x0)?;
@@ -257,12 +266,27 @@ mod tests {
         let a = train_demo(&opts, |s, l| seen.push((s, l)))?;
         assert_eq!(seen.iter().map(|s| s.0).collect::<Vec<_>>(), vec![1, 2, 3]);
         assert!(a.losses.iter().all(|l| l.is_finite()));
-        let b = train_demo(&TrainOptions { out_dir: None, ..opts }, |_, _| {})?;
+        let b = train_demo(
+            &TrainOptions {
+                out_dir: None,
+                ..opts
+            },
+            |_, _| {},
+        )?;
         assert_eq!(a.losses, b.losses);
         assert_eq!(a.written.len(), 3);
         let model = FluxTransformer2DModel::from_pretrained(dir.path(), DType::F32, &Device::Cpu)?;
         assert_eq!(model.config(), &demo_config());
-        assert!(train_demo(&TrainOptions { steps: 0, ..Default::default() }, |_, _| {}).is_err());
+        assert!(
+            train_demo(
+                &TrainOptions {
+                    steps: 0,
+                    ..Default::default()
+                },
+                |_, _| {}
+            )
+            .is_err()
+        );
         Ok(())
     }
 }

@@ -6,12 +6,15 @@
 //!   (parallel single-stream).
 //! - [`families`]: the transformers, with diffusers' parameter names so a hub `transformer/`
 //!   folder loads as is.
+//! - [`demo`]: a small Flux-architecture model trained by cachedit on procedurally drawn shapes,
+//!   embedded in the binary, with its data set, trainer, sampler and PNG helpers.
 //! - [`loader`]: diffusers `transformer/` folders (single or sharded safetensors) with typed errors.
 //! - [`init`]: deterministic seeded weights for tests and demos.
 //! - [`registry`]: building a family registered in `registry.yaml` from a `BuildRequest`.
 
 pub mod blocks;
 pub mod components;
+pub mod demo;
 pub mod families;
 pub mod init;
 pub mod loader;

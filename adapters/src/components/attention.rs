@@ -314,7 +314,9 @@ pub fn scaled_dot_product_attention(
     if let Some(m) = mask {
         logits = logits.broadcast_add(&m.to_dtype(dtype)?)?;
     }
-    let probs = if dtype == DType::F32 || dtype == DType::F64 {
+    let probs = if super::differentiable_ops() {
+        candle_nn::ops::softmax(&logits.to_dtype(DType::F32)?, D::Minus1)?.to_dtype(dtype)?
+    } else if dtype == DType::F32 || dtype == DType::F64 {
         candle_nn::ops::softmax_last_dim(&logits)?
     } else {
         candle_nn::ops::softmax_last_dim(&logits.to_dtype(DType::F32)?)?.to_dtype(dtype)?

@@ -97,6 +97,12 @@ impl RotaryEmbedding {
         } else {
             (self.cos.to_dtype(x.dtype())?, self.sin.to_dtype(x.dtype())?)
         };
+        if super::differentiable_ops() {
+            return match self.style {
+                RopeStyle::Interleaved => candle_nn::rotary_emb::rope_i_slow(&x, &cos, &sin),
+                RopeStyle::HalfSplit => candle_nn::rotary_emb::rope_slow(&x, &cos, &sin),
+            };
+        }
         match self.style {
             RopeStyle::Interleaved => candle_nn::rotary_emb::rope_i(&x, &cos, &sin),
             RopeStyle::HalfSplit => candle_nn::rotary_emb::rope(&x, &cos, &sin),

@@ -335,6 +335,11 @@ impl FluxTransformer2DModel {
         self.sample
     }
 
+    /// The device the weights live on.
+    pub fn device(&self) -> &Device {
+        self.proj_out.weight().device()
+    }
+
     /// The config.
     pub fn config(&self) -> &Config {
         &self.cfg

@@ -4,6 +4,7 @@
 pub mod flux;
 pub mod flux_bfl;
 pub mod flux_pipeline;
+pub mod visualcloze;
 
 /// How a model with a dual-stream list followed by a single-stream list exposes them to the
 /// cache engine.

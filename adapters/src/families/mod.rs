@@ -1,6 +1,7 @@
 //! The DiT families, as configurations of the shared block designs plus their own embedders,
 //! patchify and rotary tables.
 
+pub mod bria;
 pub mod flux;
 pub mod flux_bfl;
 pub mod flux_pipeline;

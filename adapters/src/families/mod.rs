@@ -5,6 +5,7 @@ pub mod bria;
 pub mod flux;
 pub mod flux_bfl;
 pub mod flux_pipeline;
+pub mod sd3;
 pub mod visualcloze;
 
 /// How a model with a dual-stream list followed by a single-stream list exposes them to the

@@ -1,9 +1,12 @@
 //! The DiT families, as configurations of the shared block designs plus their own embedders,
 //! patchify and rotary tables.
 
+pub mod bria;
 pub mod flux;
 pub mod flux_bfl;
 pub mod flux_pipeline;
+pub mod sd3;
+pub mod visualcloze;
 
 /// How a model with a dual-stream list followed by a single-stream list exposes them to the
 /// cache engine.

@@ -1,0 +1,607 @@
+//! Stable Diffusion 3 / 3.5 (`SD3Transformer2DModel`): MMDiT joint blocks over `[img, txt]`
+//! (no rotary), adaLN-zero from timestep + pooled CLIP, a cropped 2-D sin-cos position table,
+//! optional RMS q/k norms (3.5) and MMDiT-X image self-attention (`attn2`, 3.5-medium). The last
+//! block is `context_pre_only`: it returns no text stream (Pattern_1 with `None`).
+
+use std::path::Path;
+
+use cachedit_macros::block_adapter;
+use cachedit_runtime::{BlockList, Conditioning, Denoiser, Streams, seeded_normal};
+use candle_core::{DType, Device, Module, Result, Tensor};
+use candle_nn::{Linear, VarBuilder};
+use serde::{Deserialize, Serialize};
+
+use crate::components::attention::{Attention, AttentionConfig, JointOrder, QkNorm};
+use crate::components::embeddings::CombinedTimestepTextProj;
+use crate::components::ffn::{Activation, FeedForward};
+use crate::components::linear;
+use crate::components::modulation::{AdaLayerNormContinuous, AdaLayerNormZero, gated_residual, modulate};
+use crate::components::norm::{Norm, NormKind};
+use crate::components::patchify::pack_latents;
+use crate::loader::{self, Checkpoint, DiffusersConfig, LoadError};
+
+/// The diffusers config of `SD3Transformer2DModel`; defaults are diffusers' constructor defaults.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    /// Latent size the sin-cos table is scaled for (`base_size = sample_size / patch_size`).
+    pub sample_size: usize,
+    /// Patch size (2 in the released models).
+    pub patch_size: usize,
+    /// Latent channels in.
+    pub in_channels: usize,
+    /// Number of joint blocks (the last is `context_pre_only`).
+    pub num_layers: usize,
+    /// Channels per head.
+    pub attention_head_dim: usize,
+    /// Attention heads.
+    pub num_attention_heads: usize,
+    /// Width of the text embeddings (CLIP-L‖CLIP-G‖T5: 4096).
+    pub joint_attention_dim: usize,
+    /// Width of the projected text stream (equals `heads × head_dim` in every SD3 model).
+    pub caption_projection_dim: usize,
+    /// Width of the pooled text embedding (CLIP-L‖CLIP-G: 2048).
+    pub pooled_projection_dim: usize,
+    /// Latent channels out.
+    pub out_channels: Option<usize>,
+    /// Side of the square sin-cos table the position embedding is cropped from.
+    pub pos_embed_max_size: usize,
+    /// Blocks with MMDiT-X image self-attention (`attn2`).
+    pub dual_attention_layers: Vec<usize>,
+    /// `"rms_norm"` for SD3.5, none for SD3.
+    pub qk_norm: Option<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            sample_size: 128,
+            patch_size: 2,
+            in_channels: 16,
+            num_layers: 18,
+            attention_head_dim: 64,
+            num_attention_heads: 18,
+            joint_attention_dim: 4096,
+            caption_projection_dim: 1152,
+            pooled_projection_dim: 2048,
+            out_channels: Some(16),
+            pos_embed_max_size: 96,
+            dual_attention_layers: Vec::new(),
+            qk_norm: None,
+        }
+    }
+}
+
+impl Config {
+    /// `stabilityai/stable-diffusion-3-medium-diffusers`.
+    pub fn sd3_medium() -> Self {
+        Self {
+            num_layers: 24,
+            num_attention_heads: 24,
+            caption_projection_dim: 1536,
+            pos_embed_max_size: 192,
+            ..Self::default()
+        }
+    }
+
+    /// `stabilityai/stable-diffusion-3.5-large` (and -large-turbo).
+    pub fn sd35_large() -> Self {
+        Self {
+            num_layers: 38,
+            num_attention_heads: 38,
+            caption_projection_dim: 2432,
+            pos_embed_max_size: 192,
+            qk_norm: Some("rms_norm".into()),
+            ..Self::default()
+        }
+    }
+
+    /// `stabilityai/stable-diffusion-3.5-medium` (MMDiT-X: dual attention in blocks 0–12).
+    pub fn sd35_medium() -> Self {
+        Self {
+            pos_embed_max_size: 384,
+            dual_attention_layers: (0..=12).collect(),
+            qk_norm: Some("rms_norm".into()),
+            ..Self::sd3_medium()
+        }
+    }
+
+    /// The tiny config of diffusers' unit tests (`test_models_transformer_sd3.py`).
+    pub fn tiny() -> Self {
+        Self {
+            sample_size: 32,
+            patch_size: 1,
+            in_channels: 4,
+            num_layers: 4,
+            attention_head_dim: 8,
+            num_attention_heads: 4,
+            caption_projection_dim: 32,
+            joint_attention_dim: 32,
+            pooled_projection_dim: 64,
+            out_channels: Some(4),
+            pos_embed_max_size: 96,
+            dual_attention_layers: Vec::new(),
+            qk_norm: None,
+        }
+    }
+
+    /// Width of the transformer.
+    pub fn inner_dim(&self) -> usize {
+        self.num_attention_heads * self.attention_head_dim
+    }
+
+    /// Output channels.
+    pub fn out_channels(&self) -> usize {
+        self.out_channels.unwrap_or(self.in_channels)
+    }
+
+    fn qk(&self) -> QkNorm {
+        match self.qk_norm.as_deref() {
+            Some("rms_norm") => QkNorm::RmsNorm {
+                eps: 1e-6,
+                affine: true,
+            },
+            _ => QkNorm::None,
+        }
+    }
+}
+
+impl DiffusersConfig for Config {
+    const FIELDS: &'static [&'static str] = &[
+        "sample_size",
+        "patch_size",
+        "in_channels",
+        "num_layers",
+        "attention_head_dim",
+        "num_attention_heads",
+        "joint_attention_dim",
+        "caption_projection_dim",
+        "pooled_projection_dim",
+        "out_channels",
+        "pos_embed_max_size",
+        "dual_attention_layers",
+        "qk_norm",
+    ];
+
+    fn validate(&self) -> std::result::Result<(), String> {
+        let positive = [
+            ("sample_size", self.sample_size),
+            ("patch_size", self.patch_size),
+            ("in_channels", self.in_channels),
+            ("num_layers", self.num_layers),
+            ("attention_head_dim", self.attention_head_dim),
+            ("num_attention_heads", self.num_attention_heads),
+            ("pos_embed_max_size", self.pos_embed_max_size),
+            ("out_channels", self.out_channels()),
+        ];
+        if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
+            return Err(format!("`{name}` must be positive"));
+        }
+        if self.caption_projection_dim != self.inner_dim() {
+            return Err(format!(
+                "`caption_projection_dim` {} must equal heads × head_dim {}",
+                self.caption_projection_dim,
+                self.inner_dim()
+            ));
+        }
+        if !self.inner_dim().is_multiple_of(4) {
+            return Err("the width must be a multiple of 4 (2-D sin-cos table)".into());
+        }
+        match self.qk_norm.as_deref() {
+            None | Some("rms_norm") => Ok(()),
+            Some(other) => Err(format!(
+                "`qk_norm` {other:?} is not supported (None or \"rms_norm\")"
+            )),
+        }
+    }
+}
+
+/// `SD35AdaLayerNormZeroX`: Linear(dim → 9·dim) chunks `shift, scale, gate` for attention,
+/// the MLP, and the second (image-only) attention.
+#[derive(Debug, Clone)]
+struct AdaLayerNormZeroX {
+    linear: Linear,
+    norm: Norm,
+}
+
+/// The image stream's first norm: adaLN-zero, or adaLN-zero-X with the `attn2` inputs.
+#[derive(Debug, Clone)]
+enum ImageNorm {
+    Zero(AdaLayerNormZero),
+    ZeroX(AdaLayerNormZeroX),
+}
+
+/// The text stream's first norm: adaLN-zero, or (last block) continuous adaLN without gates.
+#[derive(Debug, Clone)]
+enum ContextNorm {
+    Zero(AdaLayerNormZero),
+    Continuous(AdaLayerNormContinuous),
+}
+
+/// diffusers' `JointTransformerBlock` (`attention.py`) with SD3's knobs.
+#[derive(Debug, Clone)]
+pub struct JointTransformerBlock {
+    norm1: ImageNorm,
+    norm1_context: ContextNorm,
+    attn: Attention,
+    attn2: Option<Attention>,
+    norm2: Norm,
+    ff: FeedForward,
+    context_ff: Option<(Norm, FeedForward)>,
+}
+
+impl JointTransformerBlock {
+    /// Loads block `transformer_blocks.{i}` from `vb`.
+    pub fn new(cfg: &Config, context_pre_only: bool, dual_attention: bool, vb: VarBuilder) -> Result<Self> {
+        let d = cfg.inner_dim();
+        let ln = || Norm::layer_norm_no_affine(d, 1e-6, vb.dtype(), vb.device());
+        let attn_cfg = AttentionConfig {
+            qk_norm: cfg.qk(),
+            context_pre_only,
+            joint_order: JointOrder::ImageFirst,
+            ..AttentionConfig::flux(
+                d,
+                cfg.num_attention_heads,
+                cfg.attention_head_dim,
+                true,
+                false,
+                1e-6,
+            )
+        };
+        let norm1 = if dual_attention {
+            ImageNorm::ZeroX(AdaLayerNormZeroX {
+                linear: linear(d, 9 * d, true, vb.pp("norm1").pp("linear"))?,
+                norm: ln()?,
+            })
+        } else {
+            ImageNorm::Zero(AdaLayerNormZero::new(d, d, true, 1e-6, vb.pp("norm1"))?)
+        };
+        let no_affine = NormKind::LayerNorm {
+            affine: false,
+            bias: false,
+        };
+        let norm1_context = if context_pre_only {
+            ContextNorm::Continuous(AdaLayerNormContinuous::new(
+                d,
+                d,
+                no_affine,
+                1e-6,
+                true,
+                vb.pp("norm1_context"),
+            )?)
+        } else {
+            ContextNorm::Zero(AdaLayerNormZero::new(d, d, true, 1e-6, vb.pp("norm1_context"))?)
+        };
+        let attn2 = if dual_attention {
+            let c = AttentionConfig {
+                added_kv_proj_dim: None,
+                context_pre_only: false,
+                ..attn_cfg.clone()
+            };
+            Some(Attention::new(c, vb.pp("attn2"))?)
+        } else {
+            None
+        };
+        let ff = |name: &str| FeedForward::new(d, d, 4 * d, Activation::GeluTanh, true, vb.pp(name));
+        Ok(Self {
+            norm1,
+            norm1_context,
+            attn: Attention::new(attn_cfg, vb.pp("attn"))?,
+            attn2,
+            norm2: ln()?,
+            ff: ff("ff")?,
+            context_ff: if context_pre_only {
+                None
+            } else {
+                Some((ln()?, ff("ff_context")?))
+            },
+        })
+    }
+
+    /// Whether the block returns no text stream.
+    pub fn context_pre_only(&self) -> bool {
+        self.context_ff.is_none()
+    }
+}
+
+#[block_adapter(pattern = Pattern_1)]
+impl JointTransformerBlock {
+    /// Returns `(encoder_hidden_states, hidden_states)`; the text stream is `None` after the
+    /// `context_pre_only` last block, as in diffusers.
+    pub fn forward(
+        &self,
+        hidden_states: &Tensor,
+        encoder_hidden_states: &Tensor,
+        temb: &Tensor,
+    ) -> Result<(Option<Tensor>, Tensor)> {
+        let (norm_h, m, second) = match &self.norm1 {
+            ImageNorm::Zero(n) => {
+                let (x, m) = n.forward(hidden_states, temb)?;
+                (x, m, None)
+            }
+            ImageNorm::ZeroX(n) => {
+                let emb = n.linear.forward(&candle_nn::ops::silu(temb)?)?;
+                let c = emb.chunk(9, 1)?;
+                let normed = n.norm.forward(hidden_states)?;
+                let x = modulate(&normed, &c[0], &c[1])?;
+                let x2 = modulate(&normed, &c[6], &c[7])?;
+                let m = crate::components::modulation::ZeroMlpModulation {
+                    gate_msa: c[2].clone(),
+                    shift_mlp: c[3].clone(),
+                    scale_mlp: c[4].clone(),
+                    gate_mlp: c[5].clone(),
+                };
+                (x, m, Some((x2, c[8].clone())))
+            }
+        };
+        let (norm_e, c) = match &self.norm1_context {
+            ContextNorm::Zero(n) => {
+                let (x, c) = n.forward(encoder_hidden_states, temb)?;
+                (x, Some(c))
+            }
+            ContextNorm::Continuous(n) => (n.forward(encoder_hidden_states, temb)?, None),
+        };
+        let (attn_out, ctx_out) = self.attn.forward(&norm_h, Some(&norm_e), None, None)?;
+        let mut h = gated_residual(hidden_states, &m.gate_msa, &attn_out)?;
+        if let (Some(attn2), Some((x2, gate2))) = (&self.attn2, second) {
+            let (out2, _) = attn2.forward(&x2, None, None, None)?;
+            h = gated_residual(&h, &gate2, &out2)?;
+        }
+        let ff_in = modulate(&self.norm2.forward(&h)?, &m.shift_mlp, &m.scale_mlp)?;
+        let h = gated_residual(&h, &m.gate_mlp, &self.ff.forward(&ff_in)?)?;
+        let e = match (&self.context_ff, c, ctx_out) {
+            (Some((norm2_context, ff_context)), Some(c), Some(ctx_out)) => {
+                let e = gated_residual(encoder_hidden_states, &c.gate_msa, &ctx_out)?;
+                let ff_in = modulate(&norm2_context.forward(&e)?, &c.shift_mlp, &c.scale_mlp)?;
+                Some(gated_residual(&e, &c.gate_mlp, &ff_context.forward(&ff_in)?)?)
+            }
+            _ => None,
+        };
+        Ok((e, h))
+    }
+}
+
+/// diffusers' `get_2d_sincos_pos_embed(dim, grid, base_size)`: `(grid², dim)` rows in row-major
+/// `(row, col)` order; the first half of the channels encodes the column, the second the row.
+/// Positions are f32 like diffusers', the angles f64, the result f32.
+pub fn sincos_2d_table(dim: usize, grid: usize, base_size: usize, interpolation_scale: f32) -> Vec<f32> {
+    let half = dim / 2;
+    let quarter = half / 2;
+    let omega: Vec<f64> = (0..quarter)
+        .map(|i| 1.0 / 10000f64.powf(i as f64 / (half as f64 / 2.0)))
+        .collect();
+    let pos = |i: usize| f64::from(i as f32 / (grid as f32 / base_size as f32) / interpolation_scale);
+    let mut out = Vec::with_capacity(grid * grid * dim);
+    for r in 0..grid {
+        for c in 0..grid {
+            for p in [pos(c), pos(r)] {
+                out.extend(omega.iter().map(|w| (p * w).sin() as f32));
+                out.extend(omega.iter().map(|w| (p * w).cos() as f32));
+            }
+        }
+    }
+    out
+}
+
+/// diffusers' `PatchEmbed` with SD3 cropping: `proj` (Conv2d, kernel = stride = patch) as a
+/// linear map over packed patches, plus the centre crop of a `max × max` sin-cos table.
+#[derive(Debug, Clone)]
+pub struct PatchEmbed {
+    proj: Linear,
+    table: Tensor,
+    patch: usize,
+    max: usize,
+}
+
+impl PatchEmbed {
+    /// Loads `proj` (`weight` `(dim, C, p, p)`, `bias`) from `vb` and builds the table.
+    pub fn new(cfg: &Config, vb: VarBuilder) -> Result<Self> {
+        let (d, p, c) = (cfg.inner_dim(), cfg.patch_size, cfg.in_channels);
+        let bound = 1.0 / ((c * p * p) as f64).sqrt();
+        let init = candle_nn::Init::Uniform {
+            lo: -bound,
+            up: bound,
+        };
+        let w = vb.pp("proj").get_with_hints((d, c, p, p), "weight", init)?;
+        let b = vb.pp("proj").get_with_hints(d, "bias", init)?;
+        let max = cfg.pos_embed_max_size;
+        let table = sincos_2d_table(d, max, cfg.sample_size / p, 1.0);
+        Ok(Self {
+            proj: Linear::new(w.reshape((d, c * p * p))?, Some(b)),
+            table: Tensor::from_vec(table, (max, max, d), vb.device())?.to_dtype(vb.dtype())?,
+            patch: p,
+            max,
+        })
+    }
+
+    /// `(B, C, H, W)` latents → `(B, (H/p)·(W/p), dim)` tokens with position embeddings.
+    pub fn forward(&self, latent: &Tensor) -> Result<Tensor> {
+        let (_, _, h, w) = latent.dims4()?;
+        let (gh, gw) = (h / self.patch, w / self.patch);
+        if gh > self.max || gw > self.max {
+            candle_core::bail!("latent grid {gh}x{gw} exceeds `pos_embed_max_size` {}", self.max);
+        }
+        let x = self.proj.forward(&pack_latents(latent, self.patch)?)?;
+        let (top, left) = ((self.max - gh) / 2, (self.max - gw) / 2);
+        let d = self.table.dim(2)?;
+        let pos = self
+            .table
+            .narrow(0, top, gh)?
+            .narrow(1, left, gw)?
+            .reshape((1, gh * gw, d))?;
+        x.broadcast_add(&pos.to_dtype(x.dtype())?)
+    }
+}
+
+/// diffusers' `SD3Transformer2DModel`: one cached list, `transformer_blocks` (Pattern_1).
+#[derive(Debug, cachedit_macros::CachedTransformer)]
+#[cached(cfg = Batched)]
+pub struct SD3Transformer2DModel {
+    #[cached(skip)]
+    cfg: Config,
+    #[cached(skip)]
+    dtype: DType,
+    pos_embed: PatchEmbed,
+    time_text_embed: CombinedTimestepTextProj,
+    context_embedder: Linear,
+    transformer_blocks: BlockList<JointTransformerBlock>,
+    norm_out: AdaLayerNormContinuous,
+    proj_out: Linear,
+    sample: (usize, usize, usize),
+}
+
+impl SD3Transformer2DModel {
+    /// Builds the model from `vb` (diffusers names at the root of `vb`).
+    pub fn new(cfg: Config, vb: VarBuilder) -> Result<Self> {
+        cfg.validate().map_err(candle_core::Error::msg)?;
+        let d = cfg.inner_dim();
+        let n = cfg.num_layers;
+        let blocks = (0..n)
+            .map(|i| {
+                let dual = cfg.dual_attention_layers.contains(&i);
+                JointTransformerBlock::new(&cfg, i == n - 1, dual, vb.pp("transformer_blocks").pp(i))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let no_affine = NormKind::LayerNorm {
+            affine: false,
+            bias: false,
+        };
+        let p = cfg.patch_size;
+        Ok(Self {
+            dtype: vb.dtype(),
+            pos_embed: PatchEmbed::new(&cfg, vb.pp("pos_embed"))?,
+            time_text_embed: CombinedTimestepTextProj::new(
+                d,
+                Some(cfg.pooled_projection_dim),
+                false,
+                vb.pp("time_text_embed"),
+            )?,
+            context_embedder: linear(
+                cfg.joint_attention_dim,
+                cfg.caption_projection_dim,
+                true,
+                vb.pp("context_embedder"),
+            )?,
+            transformer_blocks: BlockList::new(blocks),
+            norm_out: AdaLayerNormContinuous::new(d, d, no_affine, 1e-6, true, vb.pp("norm_out"))?,
+            proj_out: linear(d, p * p * cfg.out_channels(), true, vb.pp("proj_out"))?,
+            // 512×512 pixels (64×64 latents) with 77 + 256 text tokens by default.
+            sample: (64, 64, 333),
+            cfg,
+        })
+    }
+
+    /// Loads a diffusers `transformer/` folder in `dtype` on `device`.
+    pub fn from_pretrained(
+        dir: &Path,
+        dtype: DType,
+        device: &Device,
+    ) -> std::result::Result<Self, LoadError> {
+        let cfg: Config = loader::read_config(&dir.join(loader::CONFIG_NAME))?;
+        cfg.validate()
+            .map_err(|reason| LoadError::InvalidConfig { path: None, reason })?;
+        Checkpoint::from_dir(dir, dtype, device)?.build(dtype, device, |vb| Self::new(cfg, vb))
+    }
+
+    /// The generation size `Denoiser` uses: latent height and width, and text length.
+    pub fn with_sample_shape(mut self, latent_h: usize, latent_w: usize, text_len: usize) -> Self {
+        self.sample = (latent_h, latent_w, text_len);
+        self
+    }
+
+    /// The config.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// The joint blocks.
+    pub fn transformer_blocks(&self) -> &BlockList<JointTransformerBlock> {
+        &self.transformer_blocks
+    }
+
+    /// `temb` from `timestep` `(B,)` (scheduler scale, 0..1000) and the pooled text embedding.
+    pub fn conditioning(&self, timestep: &Tensor, pooled_projections: &Tensor) -> Result<Tensor> {
+        self.time_text_embed.forward(
+            &timestep.to_dtype(DType::F32)?,
+            None,
+            Some(pooled_projections),
+            self.dtype,
+        )
+    }
+
+    /// The transformer: `hidden_states` `(B, C, H, W)` latents, `encoder_hidden_states`
+    /// `(B, T, joint_attention_dim)`, `pooled_projections` `(B, pooled_projection_dim)`,
+    /// `timestep` `(B,)` in the scheduler's scale. Returns `(B, out_channels, H, W)`.
+    pub fn forward(
+        &self,
+        hidden_states: &Tensor,
+        encoder_hidden_states: &Tensor,
+        pooled_projections: &Tensor,
+        timestep: &Tensor,
+    ) -> Result<Tensor> {
+        let (b, _, h, w) = hidden_states.dims4()?;
+        let p = self.cfg.patch_size;
+        if !h.is_multiple_of(p) || !w.is_multiple_of(p) {
+            candle_core::bail!("latent {h}x{w} is not divisible into {p}x{p} patches");
+        }
+        let hidden = self.pos_embed.forward(&hidden_states.to_dtype(self.dtype)?)?;
+        let temb = self.conditioning(timestep, pooled_projections)?;
+        let encoder = self
+            .context_embedder
+            .forward(&encoder_hidden_states.to_dtype(self.dtype)?)?;
+        let args = JointTransformerBlockArgs { temb: &temb };
+        let s = self
+            .transformer_blocks
+            .forward(Streams::new(hidden, encoder), &args)?;
+        let out = self.proj_out.forward(&self.norm_out.forward(&s.hidden, &temb)?)?;
+        // (B, h·w, p·p·c) as (h, w, p, q, c) → (B, c, h·p, w·q)
+        let c = self.cfg.out_channels();
+        out.reshape((b, h / p, w / p, p, p, c))?
+            .permute((0, 5, 1, 3, 2, 4))?
+            .reshape((b, c, h, w))
+    }
+}
+
+/// Conditioning tensor names SD3's `predict` reads.
+pub mod names {
+    /// `(B, T, joint_attention_dim)` CLIP-L‖CLIP-G (padded) and T5 embeddings.
+    pub const ENCODER_HIDDEN_STATES: &str = "encoder_hidden_states";
+    /// `(B, pooled_projection_dim)` pooled CLIP-L‖CLIP-G embedding.
+    pub const POOLED_PROJECTIONS: &str = "pooled_projections";
+}
+
+impl Denoiser for SD3Transformer2DModel {
+    fn latent_shape(&self, batch: usize) -> Vec<usize> {
+        vec![batch, self.cfg.in_channels, self.sample.0, self.sample.1]
+    }
+
+    fn synthetic_conditioning(&self, batch: usize, seed: u64, device: &Device) -> Result<Conditioning> {
+        let text = seeded_normal(
+            &[batch, self.sample.2, self.cfg.joint_attention_dim],
+            seed ^ 0x7e47,
+            DType::F32,
+            device,
+        )?;
+        let pooled = seeded_normal(
+            &[batch, self.cfg.pooled_projection_dim],
+            seed ^ 0x9001,
+            DType::F32,
+            device,
+        )?;
+        Ok(Conditioning::new()
+            .with(names::ENCODER_HIDDEN_STATES, text)
+            .with(names::POOLED_PROJECTIONS, pooled))
+    }
+
+    /// `timestep` in the flow-matching scheduler's scale (`σ · 1000`), passed unchanged as
+    /// `StableDiffusion3Pipeline` does.
+    fn predict(&self, latents: &Tensor, timestep: &Tensor, cond: &Conditioning) -> Result<Tensor> {
+        self.forward(
+            latents,
+            cond.get(names::ENCODER_HIDDEN_STATES)?,
+            cond.get(names::POOLED_PROJECTIONS)?,
+            timestep,
+        )?
+        .to_dtype(latents.dtype())
+    }
+}

@@ -1,6 +1,8 @@
 //! The DiT families, as configurations of the shared block designs plus their own embedders,
 //! patchify and rotary tables.
 
+pub mod chroma;
+pub mod chroma_pipeline;
 pub mod flux;
 pub mod flux_bfl;
 pub mod flux_pipeline;

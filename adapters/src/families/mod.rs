@@ -6,6 +6,9 @@ pub mod chroma_pipeline;
 pub mod flux;
 pub mod flux_bfl;
 pub mod flux_pipeline;
+pub mod hunyuan_video;
+pub mod hunyuan_video_pipeline;
+pub mod hunyuan_video_refiner;
 
 /// How a model with a dual-stream list followed by a single-stream list exposes them to the
 /// cache engine.

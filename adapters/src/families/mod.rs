@@ -9,6 +9,9 @@ pub mod flux_pipeline;
 pub mod hunyuan_video;
 pub mod hunyuan_video_pipeline;
 pub mod hunyuan_video_refiner;
+pub mod mochi;
+pub mod mochi_blocks;
+pub mod mochi_pipeline;
 
 /// How a model with a dual-stream list followed by a single-stream list exposes them to the
 /// cache engine.

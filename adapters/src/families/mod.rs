@@ -2,9 +2,17 @@
 //! patchify and rotary tables.
 
 pub mod bria;
+pub mod chroma;
+pub mod chroma_pipeline;
 pub mod flux;
 pub mod flux_bfl;
 pub mod flux_pipeline;
+pub mod hunyuan_video;
+pub mod hunyuan_video_pipeline;
+pub mod hunyuan_video_refiner;
+pub mod mochi;
+pub mod mochi_blocks;
+pub mod mochi_pipeline;
 pub mod sd3;
 pub mod visualcloze;
 

@@ -1,0 +1,392 @@
+//! Mochi 1 (`MochiTransformer3DModel`): an asymmetric dual-stream MMDiT (image stream
+//! `heads × head_dim`, text stream `pooled_projection_dim`) with one cached list,
+//! `transformer_blocks`, Pattern_0. The last block is `context_pre_only`: it returns the text
+//! stream unchanged. The pipeline batches conditional and unconditional inputs (CFG batched).
+
+use std::path::Path;
+
+use cachedit_macros::CachedTransformer;
+use cachedit_runtime::{BlockList, Streams};
+use candle_core::{D, DType, Device, Module, Result, Tensor};
+use candle_nn::{Linear, VarBuilder};
+use serde::{Deserialize, Serialize};
+
+use super::hunyuan_video::VideoSampleShape;
+use super::hunyuan_video_refiner::additive;
+use super::mochi_blocks::{MochiRotary, MochiTransformerBlock, MochiTransformerBlockArgs};
+use crate::components::attention::scaled_dot_product_attention;
+use crate::components::embeddings::{Mlp2, Timesteps};
+use crate::components::linear;
+use crate::components::modulation::AdaLayerNormContinuous;
+use crate::components::norm::NormKind;
+use crate::loader::{self, Checkpoint, DiffusersConfig, LoadError};
+
+/// The diffusers config of `MochiTransformer3DModel`; defaults are diffusers' constructor
+/// defaults (= `genmo/mochi-1-preview`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    /// Spatial patch size.
+    pub patch_size: usize,
+    /// Attention heads.
+    pub num_attention_heads: usize,
+    /// Channels per head.
+    pub attention_head_dim: usize,
+    /// Blocks (the last one is `context_pre_only`).
+    pub num_layers: usize,
+    /// Width of the text stream.
+    pub pooled_projection_dim: usize,
+    /// Latent channels in.
+    pub in_channels: usize,
+    /// Latent channels out (default `in_channels`).
+    pub out_channels: Option<usize>,
+    /// q/k normalisation (only `rms_norm`).
+    pub qk_norm: String,
+    /// Width of the text-encoder states (T5-XXL: 4096).
+    pub text_embed_dim: usize,
+    /// Sinusoidal channels of the timestep.
+    pub time_embed_dim: usize,
+    /// FFN activation (only `swiglu`).
+    pub activation_fn: String,
+    /// Longest prompt (pipeline setting, kept for the config round trip).
+    pub max_sequence_length: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            patch_size: 2,
+            num_attention_heads: 24,
+            attention_head_dim: 128,
+            num_layers: 48,
+            pooled_projection_dim: 1536,
+            in_channels: 12,
+            out_channels: None,
+            qk_norm: "rms_norm".into(),
+            text_embed_dim: 4096,
+            time_embed_dim: 256,
+            activation_fn: "swiglu".into(),
+            max_sequence_length: 256,
+        }
+    }
+}
+
+impl Config {
+    /// `genmo/mochi-1-preview`.
+    pub fn mochi_1_preview() -> Self {
+        Self::default()
+    }
+
+    /// The tiny config of diffusers' unit tests (`test_models_transformer_mochi.py`).
+    pub fn tiny() -> Self {
+        Self {
+            patch_size: 2,
+            num_attention_heads: 2,
+            attention_head_dim: 8,
+            num_layers: 2,
+            pooled_projection_dim: 16,
+            in_channels: 4,
+            out_channels: None,
+            text_embed_dim: 16,
+            time_embed_dim: 4,
+            max_sequence_length: 16,
+            ..Self::default()
+        }
+    }
+
+    /// Width of the image stream (`heads × head_dim`).
+    pub fn inner_dim(&self) -> usize {
+        self.num_attention_heads * self.attention_head_dim
+    }
+
+    /// Output channels (`out_channels` or `in_channels`).
+    pub fn out_channels(&self) -> usize {
+        self.out_channels.unwrap_or(self.in_channels)
+    }
+}
+
+impl DiffusersConfig for Config {
+    const FIELDS: &'static [&'static str] = &[
+        "patch_size",
+        "num_attention_heads",
+        "attention_head_dim",
+        "num_layers",
+        "pooled_projection_dim",
+        "in_channels",
+        "out_channels",
+        "qk_norm",
+        "text_embed_dim",
+        "time_embed_dim",
+        "activation_fn",
+        "max_sequence_length",
+    ];
+
+    fn validate(&self) -> std::result::Result<(), String> {
+        let positive = [
+            ("patch_size", self.patch_size),
+            ("num_attention_heads", self.num_attention_heads),
+            ("num_layers", self.num_layers),
+            ("pooled_projection_dim", self.pooled_projection_dim),
+            ("in_channels", self.in_channels),
+            ("out_channels", self.out_channels()),
+            ("time_embed_dim", self.time_embed_dim),
+        ];
+        if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
+            return Err(format!("`{name}` must be positive"));
+        }
+        if self.attention_head_dim == 0 || self.attention_head_dim % 2 == 1 {
+            return Err("`attention_head_dim` must be positive and even".into());
+        }
+        if self.text_embed_dim == 0 || !self.text_embed_dim.is_multiple_of(8) {
+            return Err("`text_embed_dim` must be a positive multiple of 8 (8 pooling heads)".into());
+        }
+        if self.qk_norm != "rms_norm" || self.activation_fn != "swiglu" {
+            return Err("only `qk_norm` \"rms_norm\" and `activation_fn` \"swiglu\" are supported".into());
+        }
+        Ok(())
+    }
+}
+
+/// diffusers' `MochiAttentionPool`: attention of a masked-mean token over the caption.
+#[derive(Debug, Clone)]
+pub struct MochiAttentionPool {
+    heads: usize,
+    to_kv: Linear,
+    to_q: Linear,
+    to_out: Linear,
+}
+
+impl MochiAttentionPool {
+    /// Loads the pooler from `vb` (`time_embed.pooler`).
+    pub fn new(heads: usize, embed_dim: usize, output_dim: usize, vb: VarBuilder) -> Result<Self> {
+        Ok(Self {
+            heads,
+            to_kv: linear(embed_dim, 2 * embed_dim, true, vb.pp("to_kv"))?,
+            to_q: linear(embed_dim, embed_dim, true, vb.pp("to_q"))?,
+            to_out: linear(embed_dim, output_dim, true, vb.pp("to_out"))?,
+        })
+    }
+
+    /// Pools `x` `(B, L, D)` with `keep` `(B, L)` (non-zero = valid token) into `(B, output_dim)`.
+    pub fn forward(&self, x: &Tensor, keep: &Tensor) -> Result<Tensor> {
+        let (b, l, d) = x.dims3()?;
+        let keep = keep.to_dtype(DType::F32)?.ne(0f32)?.to_dtype(x.dtype())?;
+        let w = keep.broadcast_div(&keep.sum_keepdim(1)?.clamp(1f32, f32::MAX)?)?;
+        let pooled = x.broadcast_mul(&w.unsqueeze(2)?)?.sum_keepdim(1)?;
+        let x = Tensor::cat(&[&pooled, x], 1)?;
+        let hd = d / self.heads;
+        let kv = self
+            .to_kv
+            .forward(&x)?
+            .reshape((b, l + 1, 2, self.heads, hd))?
+            .permute((2, 0, 3, 1, 4))?;
+        let (k, v) = (kv.get(0)?.contiguous()?, kv.get(1)?.contiguous()?);
+        let q = self
+            .to_q
+            .forward(&pooled)?
+            .reshape((b, 1, self.heads, hd))?
+            .transpose(1, 2)?
+            .contiguous()?;
+        let keep = Tensor::cat(&[Tensor::ones((b, 1), x.dtype(), x.device())?, keep], 1)?;
+        let mask = additive(&keep, x.dtype())?.reshape((b, 1, 1, l + 1))?;
+        let out = scaled_dot_product_attention(&q, &k, &v, Some(&mask), 1.0 / (hd as f64).sqrt())?;
+        self.to_out.forward(&out.reshape((b, d))?)
+    }
+}
+
+/// diffusers' `MochiTransformer3DModel`.
+#[derive(Debug, CachedTransformer)]
+#[cached(cfg = Batched)]
+pub struct MochiTransformer3DModel {
+    cfg: Config,
+    dtype: DType,
+    patch_embed: Linear,
+    time_proj: Timesteps,
+    timestep_embedder: Mlp2,
+    pooler: MochiAttentionPool,
+    caption_proj: Linear,
+    pos_frequencies: Tensor,
+    transformer_blocks: BlockList<MochiTransformerBlock>,
+    norm_out: AdaLayerNormContinuous,
+    proj_out: Linear,
+    sample: VideoSampleShape,
+}
+
+impl MochiTransformer3DModel {
+    /// Builds the model from `vb` (diffusers names at the root of `vb`).
+    pub fn new(cfg: Config, vb: VarBuilder) -> Result<Self> {
+        cfg.validate().map_err(candle_core::Error::msg)?;
+        let (d, dc) = (cfg.inner_dim(), cfg.pooled_projection_dim);
+        let (heads, hd, p) = (cfg.num_attention_heads, cfg.attention_head_dim, cfg.patch_size);
+        let conv = vb.pp("patch_embed").pp("proj");
+        let w = conv.get((d, cfg.in_channels, p, p), "weight")?;
+        let patch_embed = Linear::new(
+            w.reshape((d, cfg.in_channels * p * p))?,
+            Some(conv.get(d, "bias")?),
+        );
+        let te = vb.pp("time_embed");
+        let blocks = (0..cfg.num_layers)
+            .map(|i| {
+                let last = i + 1 == cfg.num_layers;
+                MochiTransformerBlock::new(d, heads, hd, dc, last, vb.pp("transformer_blocks").pp(i))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            dtype: vb.dtype(),
+            patch_embed,
+            time_proj: Timesteps {
+                num_channels: cfg.time_embed_dim,
+                flip_sin_to_cos: true,
+                downscale_freq_shift: 0.0,
+                scale: 1.0,
+            },
+            timestep_embedder: Mlp2::silu(cfg.time_embed_dim, d, d, te.pp("timestep_embedder"))?,
+            pooler: MochiAttentionPool::new(8, cfg.text_embed_dim, d, te.pp("pooler"))?,
+            caption_proj: linear(cfg.text_embed_dim, dc, true, te.pp("caption_proj"))?,
+            pos_frequencies: vb.get((3, heads, hd / 2), "pos_frequencies")?,
+            transformer_blocks: BlockList::new(blocks),
+            norm_out: AdaLayerNormContinuous::new(
+                d,
+                d,
+                NormKind::LayerNorm {
+                    affine: false,
+                    bias: false,
+                },
+                1e-6,
+                true,
+                vb.pp("norm_out"),
+            )?,
+            proj_out: linear(d, p * p * cfg.out_channels(), true, vb.pp("proj_out"))?,
+            sample: VideoSampleShape {
+                frames: 7,
+                height: 32,
+                width: 32,
+                text_len: 32,
+            },
+            cfg,
+        })
+    }
+
+    /// Loads a diffusers `transformer/` folder in `dtype` on `device`.
+    pub fn from_pretrained(
+        dir: &Path,
+        dtype: DType,
+        device: &Device,
+    ) -> std::result::Result<Self, LoadError> {
+        let cfg: Config = loader::read_config(&dir.join(loader::CONFIG_NAME))?;
+        Self::from_checkpoint(cfg, Checkpoint::from_dir(dir, dtype, device)?, dtype, device)
+    }
+
+    /// Builds the model from checkpoint tensors with diffusers names.
+    pub fn from_checkpoint(
+        cfg: Config,
+        ckpt: Checkpoint,
+        dtype: DType,
+        device: &Device,
+    ) -> std::result::Result<Self, LoadError> {
+        cfg.validate()
+            .map_err(|reason| LoadError::InvalidConfig { path: None, reason })?;
+        ckpt.build(dtype, device, |vb| Self::new(cfg, vb))
+    }
+
+    /// The generation size `Denoiser` uses (default 7 latent frames of 32×32, 32 tokens).
+    pub fn with_sample_shape(mut self, sample: VideoSampleShape) -> Self {
+        self.sample = sample;
+        self
+    }
+
+    /// The generation size `Denoiser` uses.
+    pub fn sample_shape(&self) -> VideoSampleShape {
+        self.sample
+    }
+
+    /// The config.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// The blocks.
+    pub fn transformer_blocks(&self) -> &BlockList<MochiTransformerBlock> {
+        &self.transformer_blocks
+    }
+
+    /// `(temb, caption)`: the timestep embedding plus the attention-pooled caption, and the
+    /// caption projected to the text-stream width (`MochiCombinedTimestepCaptionEmbedding`).
+    pub fn time_embed(&self, timestep: &Tensor, text: &Tensor, keep: &Tensor) -> Result<(Tensor, Tensor)> {
+        let t = self.time_proj.forward(timestep)?.to_dtype(self.dtype)?;
+        let text = text.to_dtype(self.dtype)?;
+        let temb = (self.timestep_embedder.forward(&t)? + self.pooler.forward(&text, keep)?)?;
+        Ok((temb, self.caption_proj.forward(&text)?))
+    }
+
+    /// `MochiRoPE` for a `frames × height × width` patch grid: positions `(t, centred h, centred
+    /// w)` scaled to a 192×192 base area, times the learned `pos_frequencies`.
+    pub fn rotary(&self, frames: usize, height: usize, width: usize) -> Result<MochiRotary> {
+        let scale = ((192.0f64 * 192.0) / (height * width) as f64).sqrt();
+        let centres = |n: usize| -> Vec<f32> {
+            let (start, stop) = (-(n as f64) * scale / 2.0, n as f64 * scale / 2.0);
+            let edge = |i: usize| (start + (stop - start) * i as f64 / n as f64) as f32;
+            (0..n).map(|i| (edge(i) + edge(i + 1)) / 2.0).collect()
+        };
+        let (hs, ws) = (centres(height), centres(width));
+        let mut pos = Vec::with_capacity(frames * height * width * 3);
+        for f in 0..frames {
+            for h in &hs {
+                for w in &ws {
+                    pos.extend_from_slice(&[f as f32, *h, *w]);
+                }
+            }
+        }
+        let dev = self.pos_frequencies.device();
+        let pos = Tensor::from_vec(pos, (frames * height * width, 3), dev)?;
+        let freqs = self.pos_frequencies.to_dtype(DType::F32)?;
+        let (_, heads, half) = freqs.dims3()?;
+        let angles = pos
+            .matmul(&freqs.reshape((3, heads * half))?)?
+            .reshape(((), heads, half))?;
+        Ok(MochiRotary {
+            cos: angles.cos()?,
+            sin: angles.sin()?,
+        })
+    }
+
+    /// The transformer: `hidden_states` `(B, C, F, H, W)`, `encoder_hidden_states`
+    /// `(B, T, text_embed_dim)`, `timestep` `(B,)` as the pipeline passes it, and
+    /// `encoder_attention_mask` `(B, T)` (non-zero = valid; valid tokens first). Returns
+    /// `(B, out_channels, F, H, W)`.
+    pub fn forward(
+        &self,
+        hidden_states: &Tensor,
+        encoder_hidden_states: &Tensor,
+        timestep: &Tensor,
+        encoder_attention_mask: &Tensor,
+    ) -> Result<Tensor> {
+        let (b, c, f, h, w) = hidden_states.dims5()?;
+        let p = self.cfg.patch_size;
+        if !h.is_multiple_of(p) || !w.is_multiple_of(p) {
+            candle_core::bail!("latents {h}x{w} are not divisible into {p}x{p} patches");
+        }
+        let (hp, wp) = (h / p, w / p);
+        let (temb, encoder) = self.time_embed(timestep, encoder_hidden_states, encoder_attention_mask)?;
+        let tokens = hidden_states
+            .to_dtype(self.dtype)?
+            .reshape(vec![b, c, f, hp, p, wp, p])?
+            .permute([0, 2, 3, 5, 1, 4, 6])?
+            .reshape((b, f * hp * wp, c * p * p))?;
+        let hidden = self.patch_embed.forward(&tokens)?;
+        let rotary = self.rotary(f, hp, wp)?;
+        let s = self.transformer_blocks.forward(
+            Streams::new(hidden, encoder),
+            &MochiTransformerBlockArgs {
+                temb: &temb,
+                encoder_attention_mask: Some(encoder_attention_mask),
+                image_rotary_emb: Some(&rotary),
+            },
+        )?;
+        let out = self.proj_out.forward(&self.norm_out.forward(&s.hidden, &temb)?)?;
+        let oc = out.dim(D::Minus1)? / (p * p);
+        out.reshape(vec![b, f, hp, wp, p, p, oc])?
+            .permute([0, 6, 1, 2, 4, 3, 5])?
+            .reshape((b, oc, f, h, w))
+    }
+}

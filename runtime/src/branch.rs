@@ -2,7 +2,7 @@
 //! counters, and its decision slots (DBCache has one, for the middle blocks; DBPrune one per
 //! block), each with the reference probe and the stores of both streams.
 
-use candle_core::Tensor;
+use candle_core::{Tensor, TensorId};
 
 use crate::store::{MiddleStore, StreamStores};
 
@@ -35,12 +35,16 @@ pub(crate) struct Slot {
     pub(crate) encoder: Box<dyn MiddleStore>,
     /// The diff this slot recorded last, with its step (DBPrune's per-block CFG diff reuse).
     pub(crate) diff: Option<(usize, f64)>,
+    /// `mean|probe|` of the probe diffed last, read back in the same transfer as its diff: when
+    /// that probe becomes the reference (a computed call), its mean needs no second host sync.
+    pub(crate) probe_mean: Option<(TensorId, f64)>,
 }
 
 impl Slot {
     pub(crate) fn new(stores: &StreamStores, ticks: usize) -> Self {
         let mut slot = Self {
             fn_buffer: None,
+            probe_mean: None,
             hidden: (stores.hidden)(),
             encoder: (stores.encoder)(),
             diff: None,

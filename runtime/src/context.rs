@@ -488,6 +488,7 @@ impl CacheContext {
         if threshold <= 0.0 {
             return Ok(Decision::compute(Reason::ThresholdDisabled));
         }
+        let probe_id = probe.id();
         let probe = &diff::downsample_last_dim(probe, k)?;
         let b = self.slot(slot);
         let Some(reference) = b.fn_buffer.as_mut() else {
@@ -509,10 +510,9 @@ impl CacheContext {
                     m
                 }
             };
-            (
-                diff::relative_l1(&reference.probe, probe, Some(mean_abs))?,
-                Reason::BelowThreshold,
-            )
+            let (d, probe_mean) = diff::relative_l1_and_mean(&reference.probe, probe, mean_abs)?;
+            b.probe_mean = Some((probe_id, probe_mean));
+            (d, Reason::BelowThreshold)
         };
         self.add_residual_diff(slot, diff);
         let decision = match reason_if_cached {
@@ -542,19 +542,18 @@ impl CacheContext {
 
     /// Stores the Fn probe of a computed call as the reference for later diffs.
     pub fn set_fn_buffer(&mut self, probe: Tensor) {
-        self.slot(0).fn_buffer = Some(Reference {
-            probe,
-            mean_abs: None,
-        });
+        let slot = self.slot(0);
+        let mean_abs = known_mean(slot, &probe);
+        slot.fn_buffer = Some(Reference { probe, mean_abs });
     }
 
     /// `set_fn_buffer` for decision point `slot`.
     pub fn set_fn_buffer_at(&mut self, slot: usize, probe: Tensor) -> Result<()> {
-        let probe = diff::downsample_last_dim(&probe, self.downsample_factor())?;
-        self.slot(slot).fn_buffer = Some(Reference {
-            probe,
-            mean_abs: None,
-        });
+        let k = self.downsample_factor();
+        let s = self.slot(slot);
+        let mean_abs = known_mean(s, &probe);
+        let probe = diff::downsample_last_dim(&probe, k)?;
+        s.fn_buffer = Some(Reference { probe, mean_abs });
         Ok(())
     }
 
@@ -628,5 +627,56 @@ impl CacheContext {
             None => None,
         };
         Ok(Streams { hidden, encoder })
+    }
+}
+
+/// The mean of `probe` if the last diff of `slot` already read it back (same tensor).
+fn known_mean(slot: &mut Slot, probe: &Tensor) -> Option<f64> {
+    slot.probe_mean
+        .take()
+        .filter(|(id, _)| *id == probe.id())
+        .map(|(_, m)| m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    fn probe(v: &[f32]) -> Tensor {
+        Tensor::new(v, &Device::Cpu).unwrap()
+    }
+
+    /// A computed call's probe becomes the reference with its mean already known from the diff's
+    /// read-back, so the next diff needs no extra host synchronisation, and the mean is the one a
+    /// separate reduction gives.
+    #[test]
+    fn a_computed_probe_keeps_the_mean_read_back_with_its_diff() {
+        let config = CacheConfig {
+            max_warmup_steps: 0,
+            residual_diff_threshold: 0.01,
+            ..Default::default()
+        };
+        let mut ctx = CacheContext::new("blocks", config);
+        ctx.mark_step_begin();
+        let first = probe(&[1.0, 2.0, 3.0]);
+        assert!(!ctx.can_cache(&first).unwrap().cached);
+        ctx.set_fn_buffer(first);
+        assert_eq!(ctx.slot(0).fn_buffer.as_ref().unwrap().mean_abs, None);
+
+        ctx.mark_step_begin();
+        let second = probe(&[2.0, -4.0, 6.0]);
+        let d = ctx.can_cache(&second).unwrap();
+        assert!(!d.cached, "{d:?}");
+        ctx.set_fn_buffer(second.clone());
+        let known = ctx.slot(0).fn_buffer.as_ref().unwrap().mean_abs;
+        assert_eq!(known, Some(diff::mean_abs(&second).unwrap()));
+
+        // A different tensor never picks up a stale mean.
+        ctx.mark_step_begin();
+        let third = probe(&[0.0, 0.0, 1.0]);
+        ctx.can_cache(&third).unwrap();
+        ctx.set_fn_buffer(probe(&[0.0, 0.0, 1.0]));
+        assert_eq!(ctx.slot(0).fn_buffer.as_ref().unwrap().mean_abs, None);
     }
 }

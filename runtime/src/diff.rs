@@ -34,6 +34,24 @@ pub fn relative_l1(prev: &Tensor, cur: &Tensor, prev_mean_abs: Option<f64>) -> R
     Ok(round_quotient(dtype, mean_diff, mean_prev))
 }
 
+/// `relative_l1(prev, cur, Some(prev_mean_abs))` plus `mean_abs(cur)`, both read back in one host
+/// synchronisation: `cur` is the next reference whenever the call is computed, so its mean is
+/// then known without a second transfer. Bit-identical to the two separate calls.
+pub fn relative_l1_and_mean(prev: &Tensor, cur: &Tensor, prev_mean_abs: f64) -> Result<(f64, f64)> {
+    let dtype = prev.dtype();
+    let n = prev.elem_count();
+    let num = widen(&(prev - cur)?.abs()?)?.sum_all()?;
+    let cur_sum = widen(&cur.abs()?)?.sum_all()?;
+    let sums = Tensor::stack(&[num, cur_sum], 0)?
+        .to_dtype(DType::F64)?
+        .to_vec1::<f64>()?;
+    let mean_diff = round_mean(dtype, sums[0], n);
+    Ok((
+        round_quotient(dtype, mean_diff, prev_mean_abs),
+        round_mean(cur.dtype(), sums[1], cur.elem_count()),
+    ))
+}
+
 /// `x[..., ::k]`: every `k`-th element of the last dimension, as cache-dit strides the probes
 /// when its `downsample_factor` is above 1.
 pub fn downsample_last_dim(x: &Tensor, k: usize) -> Result<Tensor> {
@@ -98,6 +116,11 @@ mod tests {
         let d = relative_l1(&a, &b, None).unwrap();
         assert_eq!(d, f64::from(0.375f32 / 2.5f32));
         let m = mean_abs(&a).unwrap();
+        assert_eq!(
+            relative_l1_and_mean(&a, &b, m).unwrap(),
+            (d, mean_abs(&b).unwrap()),
+            "the fused form is bit-identical to the separate calls"
+        );
         assert_eq!(relative_l1(&a, &b, Some(m)).unwrap(), d);
     }
 

@@ -121,3 +121,39 @@ fn mismatched_mask_and_img_shapes_are_errors() -> Result<()> {
     assert!(err.to_string().contains("img_shapes"), "{err}");
     Ok(())
 }
+
+/// The published Qwen-Image `transformer/config.json` (with its stray `pooled_projection_dim`,
+/// which diffusers ignores) parses to `Config::qwen_image()`; Edit-2511's `zero_cond_t` and a
+/// rotary split that does not sum to the head width are rejected with the key's name.
+#[test]
+fn published_configs_parse_and_validate() {
+    use cachedit_adapters::families::qwen_image::Config;
+    use cachedit_adapters::loader::parse_config;
+    let path = std::path::Path::new("Qwen-Image/transformer/config.json");
+    let qwen_image = r#"{
+      "_class_name": "QwenImageTransformer2DModel", "_diffusers_version": "0.34.0.dev0",
+      "attention_head_dim": 128, "axes_dims_rope": [16, 56, 56], "guidance_embeds": false,
+      "in_channels": 64, "joint_attention_dim": 3584, "num_attention_heads": 24,
+      "num_layers": 60, "out_channels": 16, "patch_size": 2, "pooled_projection_dim": 768
+    }"#;
+    let cfg: Config = parse_config(qwen_image, path).unwrap();
+    assert_eq!(
+        cfg,
+        Config {
+            pooled_projection_dim: Some(768),
+            ..Config::qwen_image()
+        }
+    );
+    assert_eq!(cfg.inner_dim(), 3072);
+    assert_eq!(cfg.out_token_channels(), cfg.in_channels);
+
+    let edit_2511 = qwen_image.replace("\"patch_size\": 2", "\"patch_size\": 2, \"zero_cond_t\": true");
+    let err = parse_config::<Config>(&edit_2511, path).unwrap_err().to_string();
+    assert!(err.contains("zero_cond_t"), "{err}");
+    let bad_axes = qwen_image.replace("[16, 56, 56]", "[16, 56, 54]");
+    let err = parse_config::<Config>(&bad_axes, path).unwrap_err().to_string();
+    assert!(err.contains("axes_dims_rope"), "{err}");
+    let unknown = qwen_image.replace("\"patch_size\": 2", "\"patch_size\": 2, \"num_single_layers\": 1");
+    let err = parse_config::<Config>(&unknown, path).unwrap_err().to_string();
+    assert!(err.contains("num_single_layers"), "{err}");
+}

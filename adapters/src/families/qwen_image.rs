@@ -47,6 +47,10 @@ pub struct Config {
     pub guidance_embeds: bool,
     /// Rotary channels of the frame, row and column axes; they sum to `attention_head_dim`.
     pub axes_dims_rope: Vec<usize>,
+    /// Written in the published Qwen-Image `config.json` (768) but not a constructor argument:
+    /// diffusers ignores it, and so does this model (QwenImage has no pooled text input).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pooled_projection_dim: Option<usize>,
     /// Qwen-Image-Edit-2511's per-token modulation of reference images (not supported).
     pub zero_cond_t: bool,
     /// Qwen-Image-Layered's extra timestep embedding (not supported).
@@ -67,6 +71,7 @@ impl Default for Config {
             joint_attention_dim: 3584,
             guidance_embeds: false,
             axes_dims_rope: vec![16, 56, 56],
+            pooled_projection_dim: None,
             zero_cond_t: false,
             use_additional_t_cond: false,
             use_layer3d_rope: false,
@@ -129,6 +134,7 @@ impl DiffusersConfig for Config {
         "joint_attention_dim",
         "guidance_embeds",
         "axes_dims_rope",
+        "pooled_projection_dim",
         "zero_cond_t",
         "use_additional_t_cond",
         "use_layer3d_rope",

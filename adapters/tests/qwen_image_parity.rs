@@ -157,3 +157,27 @@ fn published_configs_parse_and_validate() {
     let err = parse_config::<Config>(&unknown, path).unwrap_err().to_string();
     assert!(err.contains("num_single_layers"), "{err}");
 }
+
+/// The same checkpoint in bf16 runs end to end (mask, rotary tables and timestep embedding in
+/// the model dtype) and stays near diffusers' bf16 output: both cast the timestep to bf16 before
+/// the sinusoids (0.3 becomes 0.30078), so the f32 output is not the reference here.
+#[test]
+fn bf16_model_runs_near_diffusers_bf16() -> Result<()> {
+    let io = io("qwen_image_tiny")?;
+    let model = QwenImageTransformer2DModel::from_pretrained(
+        &fixture("qwen_image_tiny").join("transformer"),
+        DType::BF16,
+        &Device::Cpu,
+    )
+    .map_err(candle_core::Error::wrap)?;
+    let out = model.forward(
+        get(&io, "hidden_states")?,
+        get(&io, "encoder_hidden_states")?,
+        Some(get(&io, "encoder_hidden_states_mask")?),
+        get(&io, "timestep")?,
+        &shapes(get(&io, "img_shapes")?)?,
+    )?;
+    assert_eq!(out.dtype(), DType::BF16);
+    assert_close("qwen_image bf16 output", &out, get(&io, "output_bf16")?, 3e-2)?;
+    Ok(())
+}

@@ -12,6 +12,7 @@ so the folder stays small, every parameter perturbed by 0.1·randn) and `io.safe
 - the rotary tables (`rope.img_cos`, `rope.img_sin`, `rope.txt_cos`, `rope.txt_sin`, the real
   and imaginary parts of diffusers' complex tables, `(S, head_dim/2)`);
 - the first block's inputs and outputs (`block0.in.*`, `block0.out.*`), captured with a hook;
+- `output_bf16`: the model cast to bf16 on the same inputs (as f32 values);
 - `edit.*`: the same model on an Edit-style sequence of two images (`img_shapes` (1, 3, 4) then
   (1, 2, 2)), which moves the frame axis and the text offset.
 
@@ -101,6 +102,18 @@ def main():
     tensors["edit.hidden_states"] = edit_hidden
     tensors["edit.img_shapes"] = torch.tensor(EDIT_SHAPES, dtype=torch.float32)
     tensors["edit.output"] = edit_out.contiguous()
+    # The whole model in bf16, as diffusers runs it (timestep cast to bf16 before the sinusoids).
+    model_bf16 = model.to(torch.bfloat16)
+    with torch.no_grad():
+        out_bf16 = model_bf16(
+            hidden_states=inputs["hidden_states"].bfloat16(),
+            encoder_hidden_states=inputs["encoder_hidden_states"].bfloat16(),
+            encoder_hidden_states_mask=mask,
+            timestep=inputs["timestep"],
+            img_shapes=[SHAPES] * BATCH,
+            return_dict=False,
+        )[0]
+    tensors["output_bf16"] = out_bf16.float().contiguous()
     save_file(
         tensors,
         os.path.join(out_dir, "io.safetensors"),

@@ -178,3 +178,26 @@ fn smooth_inputs_are_cached_after_warmup() -> Result<()> {
     // sequence sit around 0.2; a trained model's are far smaller.
     cache_support::assert_smooth_inputs_are_cached(&model()?, 0.3)
 }
+
+/// `registry.yaml`'s entry: QwenImage pipelines (Edit variants included) find it by prefix, it
+/// declares separate CFG and the model's list, and builds from its tiny config.
+#[test]
+fn registry_entry_builds_the_tiny_model() -> Result<()> {
+    use cachedit_runtime::registry::{BuildRequest, lookup};
+    let entry = lookup("QwenImageEditPlusPipeline").map_err(candle_core::Error::wrap)?;
+    assert_eq!(entry.name, "QwenImage");
+    assert_eq!(entry.cfg, CfgLayout::Separate);
+    assert_eq!(entry.configs, &["Qwen-Image", "Qwen-Image-Edit"]);
+    let model = entry
+        .build(&BuildRequest::tiny(3))
+        .map_err(candle_core::Error::wrap)?;
+    assert_eq!(model.cfg_layout(), CfgLayout::Separate);
+    assert_eq!(model.cached_lists().len(), 1);
+    let out = model.predict(
+        &seeded_normal(&model.latent_shape(1), 1, DType::F32, &Device::Cpu)?,
+        &Tensor::new(&[500f32], &Device::Cpu)?,
+        &model.synthetic_conditioning(1, 2, &Device::Cpu)?,
+    )?;
+    assert_eq!(out.dims(), model.latent_shape(1).as_slice());
+    Ok(())
+}

@@ -49,9 +49,22 @@ pub struct AdaLayerNormZero {
 impl AdaLayerNormZero {
     /// Loads `linear` from `vb`; `norm` is a LayerNorm without affine and `eps`.
     pub fn new(dim: usize, cond_dim: usize, bias: bool, eps: f64, vb: VarBuilder) -> Result<Self> {
-        let norm = Norm::layer_norm_no_affine(dim, eps, vb.dtype(), vb.device())?;
+        Self::from_linear(dim, cond_dim, bias, eps, vb.pp("linear"))
+    }
+
+    /// The same layer with its Linear loaded directly from `linear_vb`: QwenImage keeps it as
+    /// `img_mod.1` / `txt_mod.1` (an `nn.Sequential(SiLU, Linear)`) rather than `norm1.linear`,
+    /// with the same chunk order.
+    pub fn from_linear(
+        dim: usize,
+        cond_dim: usize,
+        bias: bool,
+        eps: f64,
+        linear_vb: VarBuilder,
+    ) -> Result<Self> {
+        let norm = Norm::layer_norm_no_affine(dim, eps, linear_vb.dtype(), linear_vb.device())?;
         Ok(Self {
-            linear: linear(cond_dim, 6 * dim, bias, vb.pp("linear"))?,
+            linear: linear(cond_dim, 6 * dim, bias, linear_vb)?,
             norm,
         })
     }

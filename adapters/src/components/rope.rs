@@ -130,6 +130,16 @@ pub fn rotary_angles_1d(dim: usize, pos: &[f64], theta: f64) -> (Vec<f32>, Vec<f
     (cos, sin)
 }
 
+/// The inverse frequencies `1 / theta^(2i/dim)` of a `dim`-channel axis computed in f32, in
+/// torch's operation order (`1.0 / torch.pow(theta, torch.arange(0, dim, 2).float().div(dim))`):
+/// the tables QwenImage builds once (`QwenEmbedRope.rope_params`) and rotates with in complex64,
+/// so their angles `pos * inv` are f32 products, not f64 ones as in [`rotary_angles_1d`].
+pub fn inverse_frequencies_f32(dim: usize, theta: f32) -> Vec<f32> {
+    (0..dim / 2)
+        .map(|i| 1.0 / theta.powf((2 * i) as f32 / dim as f32))
+        .collect()
+}
+
 /// diffusers' `FluxPosEmbed(theta, axes_dim)`: one 1-D rotary table per id axis, concatenated
 /// along the channels (interleaved pairs).
 #[derive(Debug, Clone, PartialEq)]

@@ -16,6 +16,8 @@ pub mod hunyuan_video_refiner;
 pub mod mochi;
 pub mod mochi_blocks;
 pub mod mochi_pipeline;
+pub mod qwen_image;
+pub mod qwen_image_pipeline;
 pub mod sd3;
 pub mod visualcloze;
 

@@ -29,6 +29,8 @@ pub struct Norm {
     weight: Tensor,
     bias: Option<Tensor>,
     eps: f32,
+    /// Normalise in f32 and cast back (diffusers' `FP32LayerNorm`, `fp32_layer_norm`).
+    upcast: bool,
 }
 
 impl Norm {
@@ -56,6 +58,7 @@ impl Norm {
             weight,
             bias,
             eps: eps as f32,
+            upcast: false,
         })
     }
 
@@ -69,6 +72,19 @@ impl Norm {
             weight: Tensor::ones(dim, dtype, device)?,
             bias: Some(Tensor::zeros(dim, dtype, device)?),
             eps: eps as f32,
+            upcast: false,
+        })
+    }
+
+    /// The same norm computed in f32 and cast back to the input's dtype, as diffusers'
+    /// `FP32LayerNorm` (AuraFlow's every LayerNorm) does: in bf16/f16 the statistics of wide
+    /// rows lose too much precision otherwise. A no-op change for f32 inputs.
+    pub fn in_f32(self) -> Result<Self> {
+        Ok(Self {
+            weight: self.weight.to_dtype(DType::F32)?,
+            bias: self.bias.map(|b| b.to_dtype(DType::F32)).transpose()?,
+            upcast: true,
+            ..self
         })
     }
 
@@ -80,6 +96,16 @@ impl Norm {
 
 impl Module for Norm {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let dtype = x.dtype();
+        if self.upcast && dtype != DType::F32 {
+            return self.normalise(&x.to_dtype(DType::F32)?)?.to_dtype(dtype);
+        }
+        self.normalise(x)
+    }
+}
+
+impl Norm {
+    fn normalise(&self, x: &Tensor) -> Result<Tensor> {
         // The fused kernels need a contiguous input; `contiguous` is free when it already is.
         let x = x.contiguous()?;
         if super::differentiable_ops() {

@@ -89,7 +89,7 @@ fn run_blocks(
     x: Tensor,
     temb: &Tensor,
 ) -> Result<Tensor> {
-    range.fold(Ok(x), |x, i| blocks[i].forward(&x?, temb))
+    range.into_iter().try_fold(x, |x, i| blocks[i].forward(&x, temb))
 }
 
 /// Step 0 is computed and stores the residual of the middle single blocks; step 1 is cached

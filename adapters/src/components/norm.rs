@@ -120,3 +120,35 @@ impl Norm {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `in_f32` normalises a bf16 input in f32 and rounds once at the end (diffusers'
+    /// `FP32LayerNorm`), and leaves f32 inputs exactly as the plain norm computes them.
+    #[test]
+    fn f32_layer_norm_rounds_once() -> Result<()> {
+        let dev = Device::Cpu;
+        let x = (Tensor::arange(0f32, 64.0, &dev)?.reshape((2, 32))?.sin()? * 300.0)?;
+        let plain = Norm::layer_norm_no_affine(32, 1e-5, DType::F32, &dev)?;
+        let f32_norm = Norm::layer_norm_no_affine(32, 1e-5, DType::BF16, &dev)?.in_f32()?;
+        let want = plain.forward(&x)?.to_dtype(DType::BF16)?;
+        let got = f32_norm.forward(&x.to_dtype(DType::BF16)?)?;
+        assert_eq!(got.dtype(), DType::BF16);
+        let x16 = x.to_dtype(DType::BF16)?;
+        let want16 = plain.forward(&x16.to_dtype(DType::F32)?)?.to_dtype(DType::BF16)?;
+        assert_eq!(
+            got.to_dtype(DType::F32)?.to_vec2::<f32>()?,
+            want16.to_dtype(DType::F32)?.to_vec2::<f32>()?
+        );
+        let err = (got.to_dtype(DType::F32)? - want.to_dtype(DType::F32)?)?
+            .abs()?
+            .max_all()?
+            .to_scalar::<f32>()?;
+        assert!(err < 0.05, "{err}");
+        let same = f32_norm.forward(&x)?;
+        assert_eq!(same.to_vec2::<f32>()?, plain.forward(&x)?.to_vec2::<f32>()?);
+        Ok(())
+    }
+}

@@ -331,7 +331,10 @@ impl AuraFlowTransformer2DModel {
     /// modulation and projection, and unpatchifies to `(B, out_channels, h, w)`.
     pub fn finish(&self, seq: &Tensor, text_len: usize, temb: &Tensor, h: usize, w: usize) -> Result<Tensor> {
         let (b, n, _) = seq.dims3()?;
-        let hidden = seq.narrow(1, text_len, n - text_len)?;
+        let Some(image_len) = n.checked_sub(text_len) else {
+            candle_core::bail!("a sequence of {n} tokens has no image part after {text_len} text tokens");
+        };
+        let hidden = seq.narrow(1, text_len, image_len)?;
         let out = self.proj_out.forward(&self.norm_out.forward(&hidden, temb)?)?;
         let (p, c) = (self.cfg.patch_size, self.cfg.out_channels);
         // (B, h·w, p·p·c) as (h, w, p, q, c) → (B, c, h·p, w·q)

@@ -122,3 +122,25 @@ fn too_large_latent_is_an_error() -> Result<()> {
     assert!(err.contains("pos_embed_max_size"), "{err}");
     Ok(())
 }
+
+/// The fixture loaded in bf16 (LayerNorms in f32, as diffusers' `FP32LayerNorm`) stays close to
+/// diffusers' f32 output: a bf16 smoke test of the dtype plumbing, not a parity claim.
+#[test]
+fn tiny_auraflow_runs_in_bf16() -> Result<()> {
+    let name = "auraflow_tiny";
+    let io = io(name)?;
+    let model = AuraFlowTransformer2DModel::from_pretrained(
+        &fixture(name).join("transformer"),
+        DType::BF16,
+        &Device::Cpu,
+    )
+    .map_err(candle_core::Error::wrap)?;
+    let out = model.forward(
+        &get(&io, "hidden_states")?.to_dtype(DType::BF16)?,
+        &get(&io, "encoder_hidden_states")?.to_dtype(DType::BF16)?,
+        get(&io, "timestep")?,
+    )?;
+    assert_eq!(out.dtype(), DType::BF16);
+    assert_close("auraflow bf16 output", &out, get(&io, "output")?, 5e-2)?;
+    Ok(())
+}

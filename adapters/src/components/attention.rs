@@ -28,6 +28,12 @@ pub enum QkNorm {
         /// Whether the norm has `weight` and `bias`.
         affine: bool,
     },
+    /// A LayerNorm per head without parameters, computed in f32 (diffusers' `fp32_layer_norm`:
+    /// AuraFlow).
+    Fp32LayerNorm {
+        /// Epsilon.
+        eps: f64,
+    },
 }
 
 impl QkNorm {
@@ -36,6 +42,11 @@ impl QkNorm {
             Self::None => return Ok(None),
             Self::RmsNorm { eps, affine } => (NormKind::RmsNorm { affine }, eps),
             Self::LayerNorm { eps, affine } => (NormKind::LayerNorm { affine, bias: affine }, eps),
+            Self::Fp32LayerNorm { eps } => {
+                return Norm::layer_norm_no_affine(head_dim, eps, vb.dtype(), vb.device())?
+                    .in_f32()
+                    .map(Some);
+            }
         };
         Norm::new(kind.0, head_dim, kind.1, vb).map(Some)
     }

@@ -49,6 +49,85 @@ impl Activation {
     }
 }
 
+/// The width of a LLaMA-style SwiGLU hidden layer for a nominal `hidden_dim`: `int(2h/3)`
+/// rounded up to a multiple of `multiple` (AuraFlow's and HiDream's `find_multiple(.., 256)`).
+pub fn swiglu_width(hidden_dim: usize, multiple: usize) -> usize {
+    let h = (2 * hidden_dim) / 3;
+    multiple.max(1) * h.div_ceil(multiple.max(1))
+}
+
+/// Where a [`SplitGlu`]'s three Linears live in the checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SplitGluNames {
+    /// The gate projection (through the activation).
+    pub gate: &'static str,
+    /// The value projection.
+    pub up: &'static str,
+    /// The output projection.
+    pub down: &'static str,
+}
+
+impl SplitGluNames {
+    /// `AuraFlowFeedForward`: `out_projection(silu(linear_1 x) · linear_2 x)`.
+    pub const AURAFLOW: Self = Self {
+        gate: "linear_1",
+        up: "linear_2",
+        down: "out_projection",
+    };
+
+    /// `HiDreamImageFeedForwardSwiGLU`: `w2(silu(w1 x) · w3 x)`.
+    pub const HIDREAM: Self = Self {
+        gate: "w1",
+        up: "w3",
+        down: "w2",
+    };
+}
+
+/// A gated FFN whose gate and value projections are separate Linears (LLaMA-style SwiGLU):
+/// `down(act(gate x) · up x)`. diffusers' `FeedForward` fuses them into `net.0.proj` instead;
+/// the checkpoints of AuraFlow (and HiDream) keep them apart, so they are loaded as they are.
+#[derive(Debug, Clone)]
+pub struct SplitGlu {
+    gate: Linear,
+    up: Linear,
+    down: Linear,
+    activation: Activation,
+}
+
+impl SplitGlu {
+    /// `dim → inner → dim_out` with `activation` on the gate (`SwiGlu`: SiLU, `GeGlu`: GELU).
+    pub fn new(
+        dim: usize,
+        dim_out: usize,
+        inner: usize,
+        activation: Activation,
+        bias: bool,
+        names: SplitGluNames,
+        vb: VarBuilder,
+    ) -> Result<Self> {
+        if !activation.is_gated() {
+            candle_core::bail!("a split GLU needs a gated activation, not {activation:?}");
+        }
+        Ok(Self {
+            gate: linear(dim, inner, bias, vb.pp(names.gate))?,
+            up: linear(dim, inner, bias, vb.pp(names.up))?,
+            down: linear(inner, dim_out, bias, vb.pp(names.down))?,
+            activation,
+        })
+    }
+}
+
+impl Module for SplitGlu {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let gate = self.gate.forward(x)?;
+        let gate = match self.activation {
+            Activation::GeGlu => gate.gelu_erf()?,
+            _ => candle_nn::ops::silu(&gate)?,
+        };
+        self.down.forward(&(gate * self.up.forward(x)?)?)
+    }
+}
+
 /// diffusers' `FeedForward(dim, dim_out, mult, activation_fn)`: `net.0.proj` → activation →
 /// `net.2`.
 #[derive(Debug, Clone)]

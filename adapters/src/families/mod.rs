@@ -1,6 +1,8 @@
 //! The DiT families, as configurations of the shared block designs plus their own embedders,
 //! patchify and rotary tables.
 
+pub mod auraflow;
+pub mod auraflow_blocks;
 pub mod bria;
 pub mod chroma;
 pub mod chroma_pipeline;

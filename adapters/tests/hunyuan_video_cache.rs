@@ -28,13 +28,6 @@ fn model() -> Result<HunyuanVideoTransformer3DModel> {
     )
 }
 
-fn drive(m: &HunyuanVideoTransformer3DModel) -> Drive {
-    Drive {
-        every_list_caches: false,
-        ..Drive::of(m)
-    }
-}
-
 #[test]
 fn never_cache_threshold_is_bit_identical_to_the_plain_loops() -> Result<()> {
     let m = model()?;
@@ -50,12 +43,12 @@ fn never_cache_threshold_is_bit_identical_to_the_plain_loops() -> Result<()> {
         &m,
         &cache_support::never_cache().into(),
         2,
-        &drive(&m),
+        &Drive::of(&m),
     )
 }
 
 #[test]
 fn smooth_inputs_are_cached_after_warmup() -> Result<()> {
     let m = model()?;
-    cache_support::assert_smooth_inputs_are_cached_with(&m, 0.1, &drive(&m))
+    cache_support::assert_smooth_inputs_are_cached_with(&m, 0.1, &Drive::of(&m))
 }

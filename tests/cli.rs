@@ -280,6 +280,45 @@ fn run_drives_any_registered_family_with_its_cfg_layout() {
         "one batched call per step"
     );
 
+    // Real (diffusers-written) weights of a non-Flux family, and its config.json as a config.
+    let chroma = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/adapters/tests/fixtures/chroma_tiny/transformer"
+    );
+    let o = cachedit(&[
+        "run",
+        "--family",
+        "Chroma",
+        "--weights",
+        chroma,
+        "--steps",
+        "2",
+        "--fn",
+        "1",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains(&format!("Chroma ({chroma}), 2 steps")),
+        "{}",
+        stdout(&o)
+    );
+    let config = format!("{chroma}/config.json");
+    let o = cachedit(&[
+        "run",
+        "--family",
+        "Chroma",
+        "--model-config",
+        &config,
+        "--steps",
+        "2",
+        "--fn",
+        "1",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = cachedit(&["run", "--family", "Mochi", "--weights", chroma, "--steps", "2"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("unknown config key"), "{}", stderr(&o));
+
     let o = cachedit(&["run", "--family", "NoSuchModel"]);
     assert_eq!(o.status.code(), Some(1));
     for known in ["Flux", "StableDiffusion3", "HiDream"] {

@@ -354,10 +354,13 @@ pub fn run(args: &RunArgs) -> Result<()> {
         CfgLayout::Batched => format!(", CFG batched x{}", args.guidance_scale),
         CfgLayout::Separate => format!(", CFG separate x{}", args.guidance_scale),
     };
+    let source = match &args.weights {
+        Some(dir) => dir.display().to_string(),
+        None => args.model_config.clone(),
+    };
     println!(
-        "{} ({}), {} steps in {:.2} s{cfg_note}, cache {name}",
+        "{} ({source}), {} steps in {:.2} s{cfg_note}, cache {name}",
         entry.name,
-        args.model_config,
         args.steps,
         wall.as_secs_f64()
     );

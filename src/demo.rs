@@ -3,6 +3,7 @@
 
 use std::time::{Duration, Instant};
 
+use cachedit_adapters::FamilyModel;
 use cachedit_adapters::families::flux::{Config, FluxTransformer2DModel};
 use cachedit_adapters::families::flux_pipeline::SampleShape;
 use cachedit_adapters::init::SeededBackend;

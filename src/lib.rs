@@ -46,6 +46,7 @@ pub fn families() -> &'static [&'static FamilyEntry] {
 /// The names most users need.
 pub mod prelude {
     pub use crate::{lookup, supported_pipelines};
+    pub use cachedit_adapters::FamilyModel;
     pub use cachedit_macros::{CachedTransformer, block_adapter, patch_functor};
     pub use cachedit_runtime::{
         BlockList, BuildRequest, CacheConfig, CachedBlock, CachedTransformer, Denoiser, ForwardPattern,

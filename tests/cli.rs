@@ -217,3 +217,125 @@ fn list_prints_the_registered_families() {
         assert!(stdout(&o).contains(&name), "{name}");
     }
 }
+
+/// `run --family` on non-Flux families through the registry: a pipeline class name resolves by
+/// prefix, the registry's CFG layout drives the loop (Chroma: two calls per step, each list
+/// traced on both branches; SD3: one batched call), unknown names list the known ones.
+#[test]
+fn run_drives_any_registered_family_with_its_cfg_layout() {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("trace.json");
+    let steps = 4;
+    let o = cachedit(&[
+        "run",
+        "--family",
+        "ChromaPipeline",
+        "--steps",
+        &steps.to_string(),
+        "--fn",
+        "1",
+        "--threshold",
+        "0.5",
+        "--warmup",
+        "1",
+        "--trace",
+        trace.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("Chroma (tiny), 4 steps"), "{out}");
+    assert!(out.contains("CFG separate x3.5"), "{out}");
+    let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&trace).unwrap()).unwrap();
+    let records = doc["records"].as_array().unwrap();
+    // 2 lists x 2 calls (conditional, unconditional) per step.
+    assert_eq!(records.len(), steps * 2 * 2, "{doc}");
+    let branches: std::collections::BTreeSet<String> =
+        records.iter().map(|r| r["branch"].to_string()).collect();
+    assert_eq!(branches.len(), 2, "both CFG branches are traced: {branches:?}");
+
+    let o = cachedit(&[
+        "run",
+        "--family",
+        "StableDiffusion3",
+        "--steps",
+        "3",
+        "--fn",
+        "1",
+        "--shift",
+        "3.0",
+        "--trace",
+        trace.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("StableDiffusion3 (tiny), 3 steps"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(stdout(&o).contains("CFG batched"), "{}", stdout(&o));
+    let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&trace).unwrap()).unwrap();
+    assert_eq!(
+        doc["records"].as_array().unwrap().len(),
+        3,
+        "one batched call per step"
+    );
+
+    // Real (diffusers-written) weights of a non-Flux family, and its config.json as a config.
+    let chroma = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/adapters/tests/fixtures/chroma_tiny/transformer"
+    );
+    let o = cachedit(&[
+        "run",
+        "--family",
+        "Chroma",
+        "--weights",
+        chroma,
+        "--steps",
+        "2",
+        "--fn",
+        "1",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains(&format!("Chroma ({chroma}), 2 steps")),
+        "{}",
+        stdout(&o)
+    );
+    let config = format!("{chroma}/config.json");
+    let o = cachedit(&[
+        "run",
+        "--family",
+        "Chroma",
+        "--model-config",
+        &config,
+        "--steps",
+        "2",
+        "--fn",
+        "1",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = cachedit(&["run", "--family", "Mochi", "--weights", chroma, "--steps", "2"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("unknown config key"), "{}", stderr(&o));
+
+    let o = cachedit(&["run", "--family", "NoSuchModel"]);
+    assert_eq!(o.status.code(), Some(1));
+    for known in ["Flux", "StableDiffusion3", "HiDream"] {
+        assert!(stderr(&o).contains(known), "{}", stderr(&o));
+    }
+    let o = cachedit(&["run", "--family", "StableDiffusion3", "--model-config", "sd9"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("stable-diffusion-3.5-medium"),
+        "{}",
+        stderr(&o)
+    );
+    let o = cachedit(&["run", "--family", "Mochi", "--model-config", "demo"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("demo model is a Flux model"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -3,9 +3,12 @@
 //! the linker: this test names nothing of `cachedit_adapters`), and every registered family
 //! builds from its tiny config with seeded weights and runs a short cached denoising loop.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail by panicking
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail by panicking
 
-use cachedit::{BuildRequest, CacheConfig, Denoiser, enable_cache, lookup, seeded_normal, summary};
+use cachedit::{
+    BuildRequest, CacheConfig, CfgLayout, DenoiseOptions, Denoiser, FamilyEntry, ForwardPattern,
+    enable_cache, lookup, seeded_normal, summary,
+};
 use candle_core::{DType, Device, Result, Tensor};
 use serde::Deserialize;
 
@@ -61,19 +64,21 @@ fn lookup_by_class_name_prefix() {
     assert!(err.contains("family `Flux` has no config `FLUX.2`"), "{err}");
 }
 
-/// `steps` flow-matching Euler steps from seeded noise: `x += (sigma_next - sigma) * v`.
-fn denoise(model: &dyn Denoiser, steps: usize) -> Result<Tensor> {
+/// `steps` steps of the runtime pipeline from seeded noise, with the CFG layout the registry
+/// declares for `entry` (a synthetic unconditional input when it runs CFG).
+fn generate(model: &dyn Denoiser, entry: &FamilyEntry, steps: usize) -> Result<Tensor> {
     let device = Device::Cpu;
     let cond = model.synthetic_conditioning(1, 7, &device)?;
-    let mut x = seeded_normal(&model.latent_shape(1), 11, DType::F32, &device)?;
-    for i in 0..steps {
-        let sigma = 1.0 - i as f64 / steps as f64;
-        let sigma_next = 1.0 - (i + 1) as f64 / steps as f64;
-        let t = Tensor::new(&[(sigma * 1000.0) as f32], &device)?;
-        let v = model.predict(&x, &t, &cond)?;
-        x = (x + (v * (sigma_next - sigma))?)?;
-    }
-    Ok(x)
+    let uncond = model.synthetic_conditioning(1, 8, &device)?;
+    let latents = seeded_normal(&model.latent_shape(1), 11, DType::F32, &device)?;
+    let opts = DenoiseOptions {
+        steps,
+        cfg: entry.cfg,
+        guidance_scale: 3.5,
+        ..Default::default()
+    };
+    let uncond = (entry.cfg != CfgLayout::None).then_some(&uncond);
+    Ok(cachedit::denoise(model, latents, &cond, uncond, &opts, |_, _| {})?.latents)
 }
 
 fn cache(threshold: f64) -> CacheConfig {
@@ -86,16 +91,44 @@ fn cache(threshold: f64) -> CacheConfig {
     }
 }
 
+/// Every registered family: its tiny config builds through the registry with the lists and
+/// CFG layout its entry declares, and the pipeline (with that layout) gives the uncached result
+/// at threshold 0 and caches some step of every list at a permissive threshold.
 #[test]
-fn every_family_builds_tiny_and_caches() -> Result<()> {
-    const STEPS: usize = 6;
+fn every_family_builds_tiny_and_caches_with_its_cfg_layout() -> Result<()> {
+    const STEPS: usize = 5;
     for entry in cachedit::families() {
         let build = || entry.build(&BuildRequest::tiny(3)).unwrap();
-        let reference = denoise(&*build(), STEPS)?;
+        let plain = build();
+        assert_eq!(plain.cfg_layout(), entry.cfg, "{}: CFG layout", entry.name);
+        let lists: Vec<(String, ForwardPattern)> = plain
+            .cached_lists()
+            .iter()
+            .map(|l| (l.name.clone(), l.pattern))
+            .collect();
+        let declared: Vec<(String, ForwardPattern)> = entry
+            .block_lists
+            .iter()
+            .map(|l| (l.name.to_owned(), l.pattern))
+            .collect();
+        assert_eq!(lists, declared, "{}: cached lists", entry.name);
+        let reference = generate(&*plain, entry, STEPS)?;
+        assert_eq!(
+            reference.dims(),
+            plain.latent_shape(1).as_slice(),
+            "{}",
+            entry.name
+        );
+        let finite = reference
+            .flatten_all()?
+            .to_vec1::<f32>()?
+            .iter()
+            .all(|x| x.is_finite());
+        assert!(finite, "{}: non-finite output", entry.name);
 
         let exact = build();
         enable_cache(&*exact, &cache(0.0)).unwrap();
-        let out = denoise(&*exact, STEPS)?;
+        let out = generate(&*exact, entry, STEPS)?;
         let diff = (out - &reference)?.abs()?.max_all()?.to_scalar::<f32>()?;
         assert_eq!(diff, 0.0, "{}: threshold 0 must compute every step", entry.name);
         assert!(
@@ -106,8 +139,10 @@ fn every_family_builds_tiny_and_caches() -> Result<()> {
 
         let cached = build();
         enable_cache(&*cached, &cache(1e3)).unwrap();
-        let out = denoise(&*cached, STEPS)?;
+        let out = generate(&*cached, entry, STEPS)?;
         assert_eq!(out.dims(), reference.dims());
+        let finite = out.flatten_all()?.to_vec1::<f32>()?.iter().all(|x| x.is_finite());
+        assert!(finite, "{}: non-finite cached output", entry.name);
         let stats = summary(&*cached);
         assert_eq!(stats.len(), entry.block_lists.len(), "{}", entry.name);
         assert!(
@@ -117,4 +152,60 @@ fn every_family_builds_tiny_and_caches() -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The families built here, in cache-dit's relative order (other families may sit between).
+#[test]
+fn built_families_are_registered_in_cache_dit_order() {
+    let names: Vec<&str> = cachedit::families().iter().map(|e| e.name).collect();
+    let ours = [
+        "Flux",
+        "Mochi",
+        "HunyuanVideo",
+        "StableDiffusion3",
+        "Bria",
+        "VisualCloze",
+        "Chroma",
+        "HiDream",
+    ];
+    let positions: Vec<usize> = ours
+        .iter()
+        .map(|n| {
+            names
+                .iter()
+                .position(|m| m == n)
+                .unwrap_or_else(|| panic!("{n} not registered"))
+        })
+        .collect();
+    assert!(positions.windows(2).all(|w| w[0] < w[1]), "{names:?}");
+    for (class, family) in [
+        ("StableDiffusion3Pipeline", "StableDiffusion3"),
+        ("HunyuanVideoPipeline", "HunyuanVideo"),
+        ("VisualClozeGenerationPipeline", "VisualCloze"),
+        ("ChromaImg2ImgPipeline", "Chroma"),
+        ("HiDreamImagePipeline", "HiDream"),
+        ("MochiPipeline", "Mochi"),
+        ("BriaPipeline", "Bria"),
+    ] {
+        assert_eq!(lookup(class).unwrap().name, family);
+    }
+}
+
+/// A named config the family does not declare is an error that lists the ones it does.
+#[test]
+fn unknown_named_configs_list_the_known_ones() {
+    let sd3 = lookup("StableDiffusion3").unwrap();
+    let err = sd3
+        .build(&BuildRequest {
+            config: cachedit::ConfigSource::Named("sd4".into()),
+            ..BuildRequest::tiny(0)
+        })
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("stable-diffusion-3.5-large"), "{err}");
+    assert_eq!(
+        lookup("HunyuanVideo").unwrap().configs,
+        &["HunyuanVideo", "HunyuanVideo-I2V"]
+    );
 }

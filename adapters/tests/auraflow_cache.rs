@@ -10,6 +10,7 @@ mod common;
 use cachedit_adapters::families::auraflow::{AuraFlowTransformer2DModel, Config};
 use cachedit_adapters::families::auraflow_blocks::AuraFlowSingleTransformerBlock;
 use cachedit_adapters::families::flux_pipeline::SampleShape;
+use cachedit_adapters::registry::FamilyModel;
 use cachedit_adapters::seeded_var_builder;
 use cachedit_runtime::{
     CacheConfig, CachedTransformer, CfgLayout, Denoiser, ForwardPattern, StaticBlockLists, disable_cache,

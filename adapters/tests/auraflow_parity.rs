@@ -7,6 +7,7 @@ mod common;
 
 use cachedit_adapters::families::auraflow::{AuraFlowTransformer2DModel, Config};
 use cachedit_adapters::loader::DiffusersConfig;
+use cachedit_adapters::registry::FamilyModel;
 use candle_core::{DType, Device, Result};
 use common::{assert_close, fixture, get, io};
 

@@ -5,6 +5,7 @@
 mod cache_support;
 mod common;
 
+use cachedit_adapters::FamilyModel;
 use cachedit_adapters::components::rope::RotaryEmbedding;
 use cachedit_adapters::families::bria::{BriaTransformer2DModel, Config, names};
 use cachedit_adapters::seeded_var_builder;

@@ -4,6 +4,7 @@
 
 mod common;
 
+use cachedit_adapters::FamilyModel;
 use cachedit_adapters::components::rope::RotaryEmbedding;
 use cachedit_adapters::families::chroma::ChromaTransformer2DModel;
 use candle_core::{DType, Device, Result, Tensor};

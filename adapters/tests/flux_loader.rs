@@ -5,6 +5,7 @@ mod common;
 use std::collections::HashMap;
 use std::path::Path;
 
+use cachedit_adapters::FamilyModel;
 use cachedit_adapters::families::flux::{Config, FluxTransformer2DModel};
 use cachedit_adapters::families::flux_bfl::{bfl_to_diffusers, diffusers_to_bfl};
 use cachedit_adapters::init::SeededBackend;

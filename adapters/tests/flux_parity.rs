@@ -4,6 +4,7 @@
 
 mod common;
 
+use cachedit_adapters::FamilyModel;
 use cachedit_adapters::ListLayout;
 use cachedit_adapters::components::rope::RotaryEmbedding;
 use cachedit_adapters::families::flux::FluxTransformer2DModel;

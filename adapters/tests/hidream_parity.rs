@@ -4,6 +4,7 @@
 
 mod common;
 
+use cachedit_adapters::FamilyModel;
 use cachedit_adapters::families::hidream::HiDreamImageTransformer2DModel;
 use candle_core::{DType, Device, Result};
 use common::{assert_close, fixture, get, io};

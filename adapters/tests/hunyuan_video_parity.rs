@@ -4,6 +4,7 @@
 
 mod common;
 
+use cachedit_adapters::FamilyModel;
 use cachedit_adapters::components::rope::RotaryEmbedding;
 use cachedit_adapters::families::hunyuan_video::{HunyuanVideoTransformer3DModel, joint_rotary};
 use cachedit_adapters::families::hunyuan_video_refiner::additive;

@@ -9,6 +9,7 @@ mod common;
 use cachedit_adapters::families::qwen_image::{
     QwenImageTransformer2DModel, joint_attention_mask, joint_rotary,
 };
+use cachedit_adapters::registry::FamilyModel;
 use candle_core::{DType, Device, Result, Tensor};
 use common::{assert_close, fixture, get, io};
 

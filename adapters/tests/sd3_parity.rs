@@ -6,6 +6,7 @@
 mod cache_support;
 mod common;
 
+use cachedit_adapters::FamilyModel;
 use cachedit_adapters::families::sd3::{Config, SD3Transformer2DModel};
 use cachedit_adapters::seeded_var_builder;
 use cachedit_runtime::{
@@ -75,7 +76,7 @@ fn tiny_sd35_matches_diffusers() -> Result<()> {
 fn seeded() -> Result<SD3Transformer2DModel> {
     Ok(
         SD3Transformer2DModel::new(Config::tiny(), seeded_var_builder(42, DType::F32, &Device::Cpu))?
-            .with_sample_shape(4, 6, 8),
+            .with_sample_shape((4, 6, 8)),
     )
 }
 

@@ -289,9 +289,9 @@ pub fn lookup_in<'e>(
 }
 
 /// The cached lists a model type declares at compile time, checked against `registry.yaml`
-/// by a `const` assertion in the generated registration. `#[derive(CachedTransformer)]`
-/// implements it; models whose layout is chosen at run time implement it by hand with their
-/// default layout.
+/// by a `const` assertion in the generated registration, and against `cached_lists()` by
+/// `tests/registry.rs`. Implemented by hand next to the model (with its default layout where
+/// the layout is chosen at run time).
 pub trait StaticBlockLists {
     /// `(list name, pattern)` of each cached list, in `cached_lists()` order.
     const BLOCK_LISTS: &'static [(&'static str, ForwardPattern)];

@@ -5,12 +5,11 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use cachedit::adapters::families::flux::{Config as FluxConfig, FluxTransformer2DModel};
-use cachedit::adapters::init::seeded_var_builder;
 use cachedit::{
-    CacheConfig, CacheOptions, CalibratorConfig, Conditioning, DenoiseOptions, Denoiser, DynamicShift,
-    FlowMatchEuler, denoise, disable_cache, enable_cache_with_options, load_configs, render_summary,
-    seeded_normal, set_tracing, summary, take_trace,
+    BuildRequest, CacheConfig, CacheOptions, CalibratorConfig, CfgLayout, Conditioning, ConfigSource,
+    DenoiseOptions, Denoiser, DynamicShift, FamilyEntry, FlowMatchEuler, SchedulerKind, WeightsSource,
+    denoise, disable_cache, enable_cache_with_options, load_configs, render_summary, seeded_normal,
+    set_tracing, summary, take_trace,
 };
 use candle_core::{DType, Device, Tensor};
 use serde_json::json;
@@ -21,12 +20,22 @@ use super::progress::bar;
 /// Options of `cachedit run`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct RunArgs {
-    /// The family (cache-dit's name).
+    /// The family: a registered name or a pipeline/transformer class name starting with one
+    /// (`cachedit list`), e.g. `StableDiffusion3` or `FluxKontextPipeline`.
     #[arg(long, default_value = "Flux")]
     family: String,
-    /// The family's named config: `tiny`, `dev`, `schnell`, or `demo` (the embedded default).
+    /// The family's config: `tiny`, a published config (`FLUX.1-dev`, or just `dev`: a unique
+    /// suffix after `-` is enough), a diffusers `config.json` path, or `demo` (Flux only: the
+    /// embedded default model). Ignored with `--weights`.
     #[arg(long, default_value = "tiny")]
     model_config: String,
+    /// Classifier-free guidance scale, for families whose pipeline runs CFG (the registry's
+    /// `cfg: batched | separate`); `1` runs the conditional branch only.
+    #[arg(long, default_value_t = 3.5)]
+    guidance_scale: f64,
+    /// A static flow-matching shift (SD3: 3.0) instead of Flux's resolution-dependent one.
+    #[arg(long)]
+    shift: Option<f64>,
     /// A diffusers `transformer/` folder (config.json + safetensors) to load instead of seeded
     /// weights.
     #[arg(long)]
@@ -117,34 +126,80 @@ fn dtype(spec: &str) -> DType {
     }
 }
 
-fn build_model(args: &RunArgs, dtype: DType, device: &Device) -> Result<FluxTransformer2DModel> {
-    if !"Flux".eq_ignore_ascii_case(&args.family) && !args.family.starts_with("Flux") {
-        bail!(
-            "--family {}: unknown family (run `cachedit list` for the supported ones)",
-            args.family
-        );
+/// The registry entry `--family` names: by class-name prefix as cache-dit looks families up,
+/// else by name without regard to case (`flux`).
+fn family(name: &str) -> Result<&'static FamilyEntry> {
+    match cachedit::lookup(name) {
+        Ok(entry) => Ok(entry),
+        Err(err) => cachedit::families()
+            .iter()
+            .copied()
+            .find(|e| e.name.eq_ignore_ascii_case(name))
+            .with_context(|| format!("--family {name}: {err}")),
     }
-    if let Some(dir) = &args.weights {
-        return FluxTransformer2DModel::from_pretrained(dir, dtype, device)
-            .with_context(|| format!("loading {}", dir.display()));
+}
+
+/// `--model-config`'s config source: `tiny`, a `.json` path, or a published config by its
+/// name, case-insensitively, or by a unique suffix after a `-` (`dev` for `FLUX.1-dev`).
+fn config_source(entry: &FamilyEntry, spec: &str) -> Result<ConfigSource> {
+    if spec == "tiny" {
+        return Ok(ConfigSource::Tiny);
     }
-    if args.model_config == "demo" {
-        return Ok(cachedit::demo::demo_model(
+    if spec.ends_with(".json") {
+        return Ok(ConfigSource::File(PathBuf::from(spec)));
+    }
+    if let Some(name) = entry.configs.iter().find(|n| n.eq_ignore_ascii_case(spec)) {
+        return Ok(ConfigSource::Named((*name).to_owned()));
+    }
+    let suffix = format!("-{}", spec.to_ascii_lowercase());
+    let by_suffix: Vec<&&str> = entry
+        .configs
+        .iter()
+        .filter(|n| n.to_ascii_lowercase().ends_with(&suffix))
+        .collect();
+    match by_suffix.as_slice() {
+        [one] => Ok(ConfigSource::Named((**one).to_owned())),
+        _ => bail!(
+            "--model-config {spec}: family {} has the configs tiny, {}{} (or give a config.json path)",
+            entry.name,
+            entry.configs.join(", "),
+            if entry.name == "Flux" { ", demo" } else { "" }
+        ),
+    }
+}
+
+fn build_model(
+    args: &RunArgs,
+    entry: &FamilyEntry,
+    dtype: DType,
+    device: &Device,
+) -> Result<Box<dyn Denoiser>> {
+    if args.weights.is_none() && args.model_config == "demo" {
+        if entry.name != "Flux" {
+            bail!(
+                "--model-config demo: the embedded demo model is a Flux model, not {}",
+                entry.name
+            );
+        }
+        return Ok(Box::new(cachedit::demo::demo_model(
             cachedit::demo::DemoSize::DEFAULT,
             args.seed,
             device,
-        )?);
+        )?));
     }
-    let cfg = match args.model_config.as_str() {
-        "tiny" => FluxConfig::tiny(),
-        "dev" => FluxConfig::dev(),
-        "schnell" => FluxConfig::schnell(),
-        other => bail!("--model-config {other}: expected tiny, dev, schnell or demo"),
+    let request = match &args.weights {
+        Some(dir) => BuildRequest::pretrained(dir, dtype, device.clone()),
+        None => BuildRequest {
+            config: config_source(entry, &args.model_config)?,
+            weights: WeightsSource::Seeded(args.seed),
+            dtype,
+            device: device.clone(),
+        },
     };
-    Ok(FluxTransformer2DModel::new(
-        cfg,
-        seeded_var_builder(args.seed, dtype, device),
-    )?)
+    entry.build(&request).with_context(|| match &args.weights {
+        Some(dir) => format!("loading {}", dir.display()),
+        None => format!("building {} ({})", entry.name, args.model_config),
+    })
 }
 
 fn cache_options(args: &RunArgs) -> Result<Option<CacheOptions>> {
@@ -168,15 +223,18 @@ fn cache_options(args: &RunArgs) -> Result<Option<CacheOptions>> {
     Ok(Some(options))
 }
 
-/// Reads `--inputs`: the latents, conditioning tensors and an optional schedule.
+/// Reads `--inputs`: the latents, conditioning tensors, the unconditional ones (named
+/// `uncond.<name>`; none: no CFG) and an optional schedule.
+#[allow(clippy::type_complexity)]
 fn read_inputs(
     path: &PathBuf,
     device: &Device,
     dt: DType,
-) -> Result<(Tensor, Conditioning, Option<Vec<f64>>)> {
+) -> Result<(Tensor, Conditioning, Option<Conditioning>, Option<Vec<f64>>)> {
     let tensors: HashMap<String, Tensor> = candle_core::safetensors::load(path, device)
         .with_context(|| format!("reading --inputs {}", path.display()))?;
     let mut cond = Conditioning::new();
+    let mut uncond: Option<Conditioning> = None;
     let (mut latents, mut sigmas) = (None, None);
     for (name, t) in tensors {
         match name.as_str() {
@@ -193,61 +251,116 @@ fn read_inputs(
                 s.push(0.0);
                 sigmas.get_or_insert(s);
             }
-            _ => {
-                cond.insert(name, t);
-            }
+            _ => match name.strip_prefix("uncond.") {
+                Some(base) => {
+                    uncond.get_or_insert_with(Conditioning::new).insert(base, t);
+                }
+                None => {
+                    cond.insert(name, t);
+                }
+            },
         }
     }
     let latents = latents.with_context(|| format!("--inputs {} has no `latents` tensor", path.display()))?;
-    Ok((latents, cond, sigmas))
+    // Tensors shared by both branches (position ids, guidance) need not be repeated.
+    if let Some(u) = uncond.as_mut() {
+        for (name, t) in cond.iter() {
+            if u.get_opt(name).is_none() {
+                u.insert(name.clone(), t.clone());
+            }
+        }
+    }
+    Ok((latents, cond, uncond, sigmas))
 }
 
 pub fn run(args: &RunArgs) -> Result<()> {
     let device = device(&args.device)?;
     let dt = dtype(&args.dtype);
-    let model = build_model(args, dt, &device)?;
-    let options = cache_options(args)?;
-    match &options {
-        Some(o) => enable_cache_with_options(&model, o).context("invalid cache configuration")?,
-        None => disable_cache(&model),
+    let entry = family(&args.family)?;
+    if entry.scheduler != SchedulerKind::FlowMatchEuler {
+        bail!(
+            "--family {}: its scheduler ({:?}) is not available in `cachedit run` yet",
+            entry.name,
+            entry.scheduler
+        );
     }
-    set_tracing(&model, true);
-    let (latents, cond, sigmas) = match &args.inputs {
+    let model = build_model(args, entry, dt, &device)?;
+    let model = &*model;
+    let (latents, cond, uncond, sigmas) = match &args.inputs {
         Some(p) => read_inputs(p, &device, dt)?,
         None => (
             seeded_normal(&model.latent_shape(1), args.seed, dt, &device)?,
             model.synthetic_conditioning(1, args.seed, &device)?,
+            // A different seed: what the negative (empty) prompt's embeddings would be.
+            Some(model.synthetic_conditioning(1, args.seed ^ 0x00c0_ffee, &device)?),
             None,
         ),
     };
-    let opts = DenoiseOptions {
-        steps: args.steps,
-        scheduler: FlowMatchEuler {
+    // The call layout the registry declares; CFG only with an unconditional input and a scale
+    // that is not 1 (diffusers' pipelines skip the unconditional branch at scale 1 too).
+    let cfg = match (entry.cfg, &uncond) {
+        (CfgLayout::None, _) | (_, None) => CfgLayout::None,
+        _ if args.guidance_scale == 1.0 => CfgLayout::None,
+        (layout, Some(_)) => layout,
+    };
+    let mut options = cache_options(args)?;
+    if let Some(o) = options.as_mut() {
+        // Separate CFG caches per branch only when the loop makes both calls.
+        o.cache
+            .enable_separate_cfg
+            .get_or_insert(cfg == CfgLayout::Separate);
+    }
+    match &options {
+        Some(o) => enable_cache_with_options(model, o).context("invalid cache configuration")?,
+        None => disable_cache(model),
+    }
+    set_tracing(model, true);
+    let scheduler = match args.shift {
+        Some(shift) => FlowMatchEuler {
+            shift,
+            ..Default::default()
+        },
+        None => FlowMatchEuler {
             dynamic: Some(DynamicShift::FLUX),
             ..Default::default()
         },
+    };
+    let opts = DenoiseOptions {
+        steps: args.steps,
+        scheduler,
+        cfg,
+        guidance_scale: args.guidance_scale,
         save_steps: args.save_steps,
         sigmas,
         ..Default::default()
     };
     let pb = bar("run", args.steps);
     let start = std::time::Instant::now();
-    let out = denoise(&model, latents, &cond, None, &opts, |i, _| {
+    let uncond = uncond.as_ref().filter(|_| cfg != CfgLayout::None);
+    let out = denoise(model, latents, &cond, uncond, &opts, |i, _| {
         pb.set_position(i as u64)
     })?;
     let wall = start.elapsed();
     pb.finish_and_clear();
-    let trace = take_trace(&model);
-    let stats = summary(&model);
+    let trace = take_trace(model);
+    let stats = summary(model);
 
     let name = options
         .as_ref()
         .map(|o| o.cache.strify())
         .unwrap_or_else(|| "NONE".into());
+    let cfg_note = match cfg {
+        CfgLayout::None => String::new(),
+        CfgLayout::Batched => format!(", CFG batched x{}", args.guidance_scale),
+        CfgLayout::Separate => format!(", CFG separate x{}", args.guidance_scale),
+    };
+    let source = match &args.weights {
+        Some(dir) => dir.display().to_string(),
+        None => args.model_config.clone(),
+    };
     println!(
-        "{} ({}), {} steps in {:.2} s, cache {name}",
-        args.family,
-        args.model_config,
+        "{} ({source}), {} steps in {:.2} s{cfg_note}, cache {name}",
+        entry.name,
         args.steps,
         wall.as_secs_f64()
     );

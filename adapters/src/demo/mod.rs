@@ -26,6 +26,7 @@ use crate::components::patchify::{image_ids, pack_latents, text_ids, unpack_late
 use crate::families::flux::{Config, FluxTransformer2DModel};
 use crate::families::flux_pipeline::{SampleShape, names};
 use crate::loader::{self, Checkpoint, LoadError};
+use crate::registry::FamilyModel;
 
 /// Pixels per patch side: 4×4 RGB pixels make one 48-channel token.
 pub const PATCH: usize = 4;

@@ -248,6 +248,7 @@ fn smooth(values: &[f32], w: usize) -> Vec<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::registry::FamilyModel;
 
     #[test]
     fn a_few_steps_train_deterministically_and_write_files() -> Result<(), TrainError> {

@@ -8,8 +8,6 @@
 //! blocks run as a plain loop before it, and the text/image concatenation and split happen at
 //! the list boundary (families.md §3).
 
-use std::path::Path;
-
 use cachedit_macros::CachedTransformer;
 use cachedit_runtime::{
     BlockList, Conditioning, Denoiser, ForwardPattern, StaticBlockLists, Streams, seeded_normal,
@@ -25,7 +23,7 @@ use super::auraflow_blocks::{
 use super::flux_pipeline::SampleShape;
 use crate::components::embeddings::{Mlp2, Timesteps};
 use crate::components::linear;
-use crate::loader::{self, Checkpoint, DiffusersConfig, LoadError};
+use crate::loader::DiffusersConfig;
 
 /// Number of learned register tokens prepended to the text stream (fixed in diffusers).
 pub const REGISTER_TOKENS: usize = 8;
@@ -245,40 +243,6 @@ impl AuraFlowTransformer2DModel {
         })
     }
 
-    /// Loads a diffusers `transformer/` folder (`config.json` + single or sharded safetensors)
-    /// in `dtype` on `device`.
-    pub fn from_pretrained(
-        dir: &Path,
-        dtype: DType,
-        device: &Device,
-    ) -> std::result::Result<Self, LoadError> {
-        let cfg: Config = loader::read_config(&dir.join(loader::CONFIG_NAME))?;
-        Self::from_checkpoint(cfg, Checkpoint::from_dir(dir, dtype, device)?, dtype, device)
-    }
-
-    /// Builds the model from checkpoint tensors with diffusers names.
-    pub fn from_checkpoint(
-        cfg: Config,
-        ckpt: Checkpoint,
-        dtype: DType,
-        device: &Device,
-    ) -> std::result::Result<Self, LoadError> {
-        cfg.validate()
-            .map_err(|reason| LoadError::InvalidConfig { path: None, reason })?;
-        ckpt.build(dtype, device, |vb| Self::new(cfg, vb))
-    }
-
-    /// The generation size `Denoiser` uses (patch grid and text length).
-    pub fn with_sample_shape(mut self, sample: SampleShape) -> Self {
-        self.sample = sample;
-        self
-    }
-
-    /// The generation size `Denoiser` uses.
-    pub fn sample_shape(&self) -> SampleShape {
-        self.sample
-    }
-
     /// The config.
     pub fn config(&self) -> &Config {
         &self.cfg
@@ -406,7 +370,14 @@ impl StaticBlockLists for AuraFlowTransformer2DModel {
 
 impl crate::registry::FamilyModel for AuraFlowTransformer2DModel {
     type Config = Config;
+    type SampleShape = SampleShape;
     fn build(cfg: Config, vb: VarBuilder) -> Result<Self> {
         Self::new(cfg, vb)
+    }
+    fn sample_shape(&self) -> SampleShape {
+        self.sample
+    }
+    fn sample_shape_mut(&mut self) -> &mut SampleShape {
+        &mut self.sample
     }
 }

@@ -6,8 +6,6 @@
 //! cache-dit registers both lists as Pattern_0, but both blocks return
 //! `(encoder_hidden_states, hidden_states)` (families.md §5): they are Pattern_1 here.
 
-use std::path::Path;
-
 use cachedit_macros::block_adapter;
 use cachedit_runtime::{BlockList, CachedListInfo, CachedTransformer, CfgLayout, Streams};
 use candle_core::{DType, Device, Module, Result, Tensor};
@@ -21,7 +19,7 @@ use crate::components::linear;
 use crate::components::modulation::AdaLayerNormContinuous;
 use crate::components::norm::NormKind;
 use crate::components::rope::{MultiAxisRope, RotaryEmbedding};
-use crate::loader::{self, Checkpoint, DiffusersConfig, LoadError};
+use crate::loader::DiffusersConfig;
 
 /// The diffusers config of `BriaTransformer2DModel`; defaults are diffusers' constructor
 /// defaults (`out_channels` is always `in_channels`).
@@ -294,24 +292,6 @@ impl BriaTransformer2DModel {
         })
     }
 
-    /// Loads a diffusers `transformer/` folder in `dtype` on `device`.
-    pub fn from_pretrained(
-        dir: &Path,
-        dtype: DType,
-        device: &Device,
-    ) -> std::result::Result<Self, LoadError> {
-        let cfg: Config = loader::read_config(&dir.join(loader::CONFIG_NAME))?;
-        cfg.validate()
-            .map_err(|reason| LoadError::InvalidConfig { path: None, reason })?;
-        Checkpoint::from_dir(dir, dtype, device)?.build(dtype, device, |vb| Self::new(cfg, vb))
-    }
-
-    /// The generation size `Denoiser` uses (packed latent grid and text length).
-    pub fn with_sample_shape(mut self, sample: super::flux_pipeline::SampleShape) -> Self {
-        self.sample = sample;
-        self
-    }
-
     /// The config.
     pub fn config(&self) -> &Config {
         &self.cfg
@@ -468,5 +448,29 @@ impl cachedit_runtime::Denoiser for BriaTransformer2DModel {
             cond.get_opt(names::GUIDANCE),
         )?
         .to_dtype(latents.dtype())
+    }
+}
+
+impl cachedit_runtime::StaticBlockLists for BriaTransformer2DModel {
+    const BLOCK_LISTS: &'static [(&'static str, cachedit_runtime::ForwardPattern)] = {
+        use cachedit_runtime::ForwardPattern;
+        &[
+            ("transformer_blocks", ForwardPattern::Pattern_1),
+            ("single_transformer_blocks", ForwardPattern::Pattern_1),
+        ]
+    };
+}
+
+impl crate::registry::FamilyModel for BriaTransformer2DModel {
+    type Config = Config;
+    type SampleShape = super::flux_pipeline::SampleShape;
+    fn build(cfg: Config, vb: candle_nn::VarBuilder) -> Result<Self> {
+        Self::new(cfg, vb)
+    }
+    fn sample_shape(&self) -> Self::SampleShape {
+        self.sample
+    }
+    fn sample_shape_mut(&mut self) -> &mut Self::SampleShape {
+        &mut self.sample
     }
 }

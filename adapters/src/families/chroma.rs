@@ -5,11 +5,9 @@
 //! cached blocks through patch functors (cache-dit's `ChromaPatchFunctor`): double blocks are
 //! Pattern_1 on `(hidden, encoder)`, single blocks Pattern_3 on the concatenated `[txt, img]`.
 
-use std::path::Path;
-
 use cachedit_macros::{CachedTransformer, patch_functor};
 use cachedit_runtime::{BlockList, Streams};
-use candle_core::{D, DType, Device, Module, Result, Tensor};
+use candle_core::{D, DType, Module, Result, Tensor};
 use candle_nn::{Linear, VarBuilder};
 use serde::{Deserialize, Serialize};
 
@@ -20,7 +18,7 @@ use crate::components::linear;
 use crate::components::modulation::{gated_residual, modulate};
 use crate::components::norm::{Norm, NormKind};
 use crate::components::rope::{MultiAxisRope, RotaryEmbedding};
-use crate::loader::{self, Checkpoint, DiffusersConfig, LoadError};
+use crate::loader::DiffusersConfig;
 
 /// The diffusers config of `ChromaTransformer2DModel`; defaults are diffusers' constructor
 /// defaults (= Chroma1-HD).
@@ -444,39 +442,6 @@ impl ChromaTransformer2DModel {
         })
     }
 
-    /// Loads a diffusers `transformer/` folder in `dtype` on `device`.
-    pub fn from_pretrained(
-        dir: &Path,
-        dtype: DType,
-        device: &Device,
-    ) -> std::result::Result<Self, LoadError> {
-        let cfg: Config = loader::read_config(&dir.join(loader::CONFIG_NAME))?;
-        Self::from_checkpoint(cfg, Checkpoint::from_dir(dir, dtype, device)?, dtype, device)
-    }
-
-    /// Builds the model from checkpoint tensors with diffusers names.
-    pub fn from_checkpoint(
-        cfg: Config,
-        ckpt: Checkpoint,
-        dtype: DType,
-        device: &Device,
-    ) -> std::result::Result<Self, LoadError> {
-        cfg.validate()
-            .map_err(|reason| LoadError::InvalidConfig { path: None, reason })?;
-        ckpt.build(dtype, device, |vb| Self::new(cfg, vb))
-    }
-
-    /// The generation size `Denoiser` uses (packed latent grid and text length).
-    pub fn with_sample_shape(mut self, sample: super::flux_pipeline::SampleShape) -> Self {
-        self.sample = sample;
-        self
-    }
-
-    /// The generation size `Denoiser` uses.
-    pub fn sample_shape(&self) -> super::flux_pipeline::SampleShape {
-        self.sample
-    }
-
     /// The config.
     pub fn config(&self) -> &Config {
         &self.cfg
@@ -584,5 +549,29 @@ impl ChromaTransformer2DModel {
         let (shift, scale) = (vector(&pooled, n - 2)?, vector(&pooled, n - 1)?);
         let hidden = modulate(&self.norm_out.forward(&hidden)?, &shift, &scale)?;
         self.proj_out.forward(&hidden)
+    }
+}
+
+impl cachedit_runtime::StaticBlockLists for ChromaTransformer2DModel {
+    const BLOCK_LISTS: &'static [(&'static str, cachedit_runtime::ForwardPattern)] = {
+        use cachedit_runtime::ForwardPattern;
+        &[
+            ("transformer_blocks", ForwardPattern::Pattern_1),
+            ("single_transformer_blocks", ForwardPattern::Pattern_3),
+        ]
+    };
+}
+
+impl crate::registry::FamilyModel for ChromaTransformer2DModel {
+    type Config = Config;
+    type SampleShape = super::flux_pipeline::SampleShape;
+    fn build(cfg: Config, vb: candle_nn::VarBuilder) -> Result<Self> {
+        Self::new(cfg, vb)
+    }
+    fn sample_shape(&self) -> Self::SampleShape {
+        self.sample
+    }
+    fn sample_shape_mut(&mut self) -> &mut Self::SampleShape {
+        &mut self.sample
     }
 }

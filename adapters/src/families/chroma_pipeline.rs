@@ -7,6 +7,7 @@ use candle_core::{DType, Device, Result};
 
 use super::chroma::ChromaTransformer2DModel;
 use crate::components::patchify::{image_ids, text_ids};
+use crate::registry::FamilyModel;
 
 /// Conditioning tensor names Chroma's `predict` reads.
 pub mod names {

@@ -1,8 +1,6 @@
 //! FLUX.1 (`FluxTransformer2DModel`, also Fill/Kontext/VisualCloze): Design J double blocks
 //! followed by Design S single blocks, with diffusers' parameter names.
 
-use std::path::Path;
-
 use cachedit_macros::block_adapter;
 use cachedit_runtime::{
     BlockList, CachedListInfo, CachedTransformer, ForwardPattern, StaticBlockLists, Streams,
@@ -19,7 +17,7 @@ use crate::components::linear;
 use crate::components::modulation::AdaLayerNormContinuous;
 use crate::components::norm::NormKind;
 use crate::components::rope::{MultiAxisRope, RotaryEmbedding};
-use crate::loader::{self, Checkpoint, DiffusersConfig, LoadError};
+use crate::loader::DiffusersConfig;
 
 /// The diffusers config of `FluxTransformer2DModel` (`transformer/config.json`); defaults are
 /// diffusers' constructor defaults.
@@ -301,40 +299,6 @@ impl FluxTransformer2DModel {
         })
     }
 
-    /// Loads a diffusers `transformer/` folder (`config.json` + single or sharded safetensors)
-    /// in `dtype` on `device`.
-    pub fn from_pretrained(
-        dir: &Path,
-        dtype: DType,
-        device: &Device,
-    ) -> std::result::Result<Self, LoadError> {
-        let cfg: Config = loader::read_config(&dir.join(loader::CONFIG_NAME))?;
-        Self::from_checkpoint(cfg, Checkpoint::from_dir(dir, dtype, device)?, dtype, device)
-    }
-
-    /// Builds the model from checkpoint tensors with diffusers names.
-    pub fn from_checkpoint(
-        cfg: Config,
-        ckpt: Checkpoint,
-        dtype: DType,
-        device: &Device,
-    ) -> std::result::Result<Self, LoadError> {
-        cfg.validate()
-            .map_err(|reason| LoadError::InvalidConfig { path: None, reason })?;
-        ckpt.build(dtype, device, |vb| Self::new(cfg, vb))
-    }
-
-    /// The generation size `Denoiser` uses (latent grid and text length).
-    pub fn with_sample_shape(mut self, sample: super::flux_pipeline::SampleShape) -> Self {
-        self.sample = sample;
-        self
-    }
-
-    /// The generation size `Denoiser` uses.
-    pub fn sample_shape(&self) -> super::flux_pipeline::SampleShape {
-        self.sample
-    }
-
     /// The device the weights live on.
     pub fn device(&self) -> &Device {
         self.proj_out.weight().device()
@@ -449,8 +413,15 @@ impl StaticBlockLists for FluxTransformer2DModel {
 
 impl crate::registry::FamilyModel for FluxTransformer2DModel {
     type Config = Config;
+    type SampleShape = super::flux_pipeline::SampleShape;
     fn build(cfg: Config, vb: VarBuilder) -> Result<Self> {
         Self::new(cfg, vb)
+    }
+    fn sample_shape(&self) -> Self::SampleShape {
+        self.sample
+    }
+    fn sample_shape_mut(&mut self) -> &mut Self::SampleShape {
+        &mut self.sample
     }
 }
 

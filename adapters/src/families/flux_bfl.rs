@@ -11,6 +11,7 @@ use candle_core::{DType, Device, Tensor};
 
 use super::flux::{Config, FluxTransformer2DModel};
 use crate::loader::{Checkpoint, DiffusersConfig, LoadError};
+use crate::registry::FamilyModel;
 
 /// One entry of the BFL ↔ diffusers mapping.
 enum Rule {

@@ -6,6 +6,7 @@ use candle_core::{DType, Device, Result, Tensor};
 
 use super::flux::FluxTransformer2DModel;
 use crate::components::patchify::{image_ids, text_ids};
+use crate::registry::FamilyModel;
 
 /// The size of one generation: the packed latent grid (`height/16 × width/16` for an image of
 /// `height × width` through Flux's 8× VAE and 2×2 packing) and the text length.

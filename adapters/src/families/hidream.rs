@@ -5,8 +5,6 @@
 //! tokens (Pattern_0); a single block runs on `cat(seq, llama[n_double + i])` and truncates
 //! back (Pattern_3).
 
-use std::path::Path;
-
 use cachedit_macros::{CachedTransformer, patch_functor};
 use cachedit_runtime::{BlockList, Streams};
 use candle_core::{DType, Device, Module, Result, Tensor};
@@ -18,7 +16,7 @@ use crate::components::embeddings::{Mlp2, Timesteps};
 use crate::components::linear;
 use crate::components::norm::Norm;
 use crate::components::rope::{MultiAxisRope, RotaryEmbedding};
-use crate::loader::{self, Checkpoint, DiffusersConfig, LoadError};
+use crate::loader::DiffusersConfig;
 
 /// The diffusers config of `HiDreamImageTransformer2DModel`; defaults are HiDream-I1's.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -310,39 +308,6 @@ impl HiDreamImageTransformer2DModel {
         })
     }
 
-    /// Loads a diffusers `transformer/` folder in `dtype` on `device`.
-    pub fn from_pretrained(
-        dir: &Path,
-        dtype: DType,
-        device: &Device,
-    ) -> std::result::Result<Self, LoadError> {
-        let cfg: Config = loader::read_config(&dir.join(loader::CONFIG_NAME))?;
-        Self::from_checkpoint(cfg, Checkpoint::from_dir(dir, dtype, device)?, dtype, device)
-    }
-
-    /// Builds the model from checkpoint tensors with diffusers names.
-    pub fn from_checkpoint(
-        cfg: Config,
-        ckpt: Checkpoint,
-        dtype: DType,
-        device: &Device,
-    ) -> std::result::Result<Self, LoadError> {
-        cfg.validate()
-            .map_err(|reason| LoadError::InvalidConfig { path: None, reason })?;
-        ckpt.build(dtype, device, |vb| Self::new(cfg, vb))
-    }
-
-    /// The generation size `Denoiser` uses (patch grid; `text_len` = tokens per text encoder).
-    pub fn with_sample_shape(mut self, sample: super::flux_pipeline::SampleShape) -> Self {
-        self.sample = sample;
-        self
-    }
-
-    /// The generation size `Denoiser` uses.
-    pub fn sample_shape(&self) -> super::flux_pipeline::SampleShape {
-        self.sample
-    }
-
     /// The config.
     pub fn config(&self) -> &Config {
         &self.cfg
@@ -494,5 +459,29 @@ impl HiDreamImageTransformer2DModel {
         out.reshape((b, ph, pw, p, p, oc))?
             .permute((0, 5, 1, 3, 2, 4))?
             .reshape((b, oc, h, w))
+    }
+}
+
+impl cachedit_runtime::StaticBlockLists for HiDreamImageTransformer2DModel {
+    const BLOCK_LISTS: &'static [(&'static str, cachedit_runtime::ForwardPattern)] = {
+        use cachedit_runtime::ForwardPattern;
+        &[
+            ("double_stream_blocks", ForwardPattern::Pattern_0),
+            ("single_stream_blocks", ForwardPattern::Pattern_3),
+        ]
+    };
+}
+
+impl crate::registry::FamilyModel for HiDreamImageTransformer2DModel {
+    type Config = Config;
+    type SampleShape = super::flux_pipeline::SampleShape;
+    fn build(cfg: Config, vb: candle_nn::VarBuilder) -> Result<Self> {
+        Self::new(cfg, vb)
+    }
+    fn sample_shape(&self) -> Self::SampleShape {
+        self.sample
+    }
+    fn sample_shape_mut(&mut self) -> &mut Self::SampleShape {
+        &mut self.sample
     }
 }

@@ -7,6 +7,7 @@ use cachedit_runtime::{Conditioning, Denoiser, seeded_normal};
 use candle_core::{DType, Device, Result, Tensor};
 
 use super::hidream::HiDreamImageTransformer2DModel;
+use crate::registry::FamilyModel;
 
 /// Conditioning tensor names HiDream's `predict` reads.
 pub mod names {

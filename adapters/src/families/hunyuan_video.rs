@@ -7,8 +7,6 @@
 //! sin 0): rotating by a zero angle leaves the text queries/keys bit-for-bit unchanged.
 //! The I2V `token_replace` variant (first-frame modulation from `t = 0`) is not implemented.
 
-use std::path::Path;
-
 use cachedit_macros::{CachedTransformer, block_adapter};
 use cachedit_runtime::{BlockList, Streams};
 use candle_core::{DType, Device, Module, Result, Tensor};
@@ -24,7 +22,7 @@ use crate::components::linear;
 use crate::components::modulation::AdaLayerNormContinuous;
 use crate::components::norm::NormKind;
 use crate::components::rope::{MultiAxisRope, RopeStyle, RotaryEmbedding};
-use crate::loader::{self, Checkpoint, DiffusersConfig, LoadError};
+use crate::loader::DiffusersConfig;
 
 /// The diffusers config of `HunyuanVideoTransformer3DModel`; defaults are diffusers'
 /// constructor defaults (= `hunyuanvideo-community/HunyuanVideo`, T2V).
@@ -405,39 +403,6 @@ impl HunyuanVideoTransformer3DModel {
         })
     }
 
-    /// Loads a diffusers `transformer/` folder in `dtype` on `device`.
-    pub fn from_pretrained(
-        dir: &Path,
-        dtype: DType,
-        device: &Device,
-    ) -> std::result::Result<Self, LoadError> {
-        let cfg: Config = loader::read_config(&dir.join(loader::CONFIG_NAME))?;
-        Self::from_checkpoint(cfg, Checkpoint::from_dir(dir, dtype, device)?, dtype, device)
-    }
-
-    /// Builds the model from checkpoint tensors with diffusers names.
-    pub fn from_checkpoint(
-        cfg: Config,
-        ckpt: Checkpoint,
-        dtype: DType,
-        device: &Device,
-    ) -> std::result::Result<Self, LoadError> {
-        cfg.validate()
-            .map_err(|reason| LoadError::InvalidConfig { path: None, reason })?;
-        ckpt.build(dtype, device, |vb| Self::new(cfg, vb))
-    }
-
-    /// The generation size `Denoiser` uses.
-    pub fn with_sample_shape(mut self, sample: VideoSampleShape) -> Self {
-        self.sample = sample;
-        self
-    }
-
-    /// The generation size `Denoiser` uses.
-    pub fn sample_shape(&self) -> VideoSampleShape {
-        self.sample
-    }
-
     /// The config.
     pub fn config(&self) -> &Config {
         &self.cfg
@@ -570,5 +535,38 @@ impl HunyuanVideoTransformer3DModel {
         out.reshape(vec![b, fp, hp, wp, oc, pt, p, p])?
             .permute([0, 4, 1, 5, 2, 6, 3, 7])?
             .reshape((b, oc, f, h, w))
+    }
+}
+
+impl cachedit_runtime::StaticBlockLists for HunyuanVideoTransformer3DModel {
+    const BLOCK_LISTS: &'static [(&'static str, cachedit_runtime::ForwardPattern)] = {
+        use cachedit_runtime::ForwardPattern;
+        &[
+            ("transformer_blocks", ForwardPattern::Pattern_0),
+            ("single_transformer_blocks", ForwardPattern::Pattern_0),
+        ]
+    };
+}
+
+impl crate::registry::FamilyModel for HunyuanVideoTransformer3DModel {
+    type Config = Config;
+    type SampleShape = VideoSampleShape;
+    fn build(cfg: Config, vb: candle_nn::VarBuilder) -> Result<Self> {
+        Self::new(cfg, vb)
+    }
+    fn sample_shape(&self) -> Self::SampleShape {
+        self.sample
+    }
+    fn sample_shape_mut(&mut self) -> &mut Self::SampleShape {
+        &mut self.sample
+    }
+    /// A few frames/tokens: the tiny config is for tests and quick runs.
+    fn tiny_sample_shape() -> Option<Self::SampleShape> {
+        Some(VideoSampleShape {
+            frames: 2,
+            height: 8,
+            width: 8,
+            text_len: 8,
+        })
     }
 }

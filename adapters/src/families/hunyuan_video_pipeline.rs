@@ -7,6 +7,7 @@ use cachedit_runtime::{Conditioning, Denoiser, seeded_normal};
 use candle_core::{DType, Device, Result, Tensor};
 
 use super::hunyuan_video::HunyuanVideoTransformer3DModel;
+use crate::registry::FamilyModel;
 
 /// Conditioning tensor names HunyuanVideo's `predict` reads.
 pub mod names {

@@ -3,11 +3,9 @@
 //! `transformer_blocks`, Pattern_0. The last block is `context_pre_only`: it returns the text
 //! stream unchanged. The pipeline batches conditional and unconditional inputs (CFG batched).
 
-use std::path::Path;
-
 use cachedit_macros::CachedTransformer;
 use cachedit_runtime::{BlockList, Streams};
-use candle_core::{D, DType, Device, Module, Result, Tensor};
+use candle_core::{D, DType, Module, Result, Tensor};
 use candle_nn::{Linear, VarBuilder};
 use serde::{Deserialize, Serialize};
 
@@ -19,7 +17,7 @@ use crate::components::embeddings::{Mlp2, Timesteps};
 use crate::components::linear;
 use crate::components::modulation::AdaLayerNormContinuous;
 use crate::components::norm::NormKind;
-use crate::loader::{self, Checkpoint, DiffusersConfig, LoadError};
+use crate::loader::DiffusersConfig;
 
 /// The diffusers config of `MochiTransformer3DModel`; defaults are diffusers' constructor
 /// defaults (= `genmo/mochi-1-preview`).
@@ -267,39 +265,6 @@ impl MochiTransformer3DModel {
         })
     }
 
-    /// Loads a diffusers `transformer/` folder in `dtype` on `device`.
-    pub fn from_pretrained(
-        dir: &Path,
-        dtype: DType,
-        device: &Device,
-    ) -> std::result::Result<Self, LoadError> {
-        let cfg: Config = loader::read_config(&dir.join(loader::CONFIG_NAME))?;
-        Self::from_checkpoint(cfg, Checkpoint::from_dir(dir, dtype, device)?, dtype, device)
-    }
-
-    /// Builds the model from checkpoint tensors with diffusers names.
-    pub fn from_checkpoint(
-        cfg: Config,
-        ckpt: Checkpoint,
-        dtype: DType,
-        device: &Device,
-    ) -> std::result::Result<Self, LoadError> {
-        cfg.validate()
-            .map_err(|reason| LoadError::InvalidConfig { path: None, reason })?;
-        ckpt.build(dtype, device, |vb| Self::new(cfg, vb))
-    }
-
-    /// The generation size `Denoiser` uses (default 7 latent frames of 32×32, 32 tokens).
-    pub fn with_sample_shape(mut self, sample: VideoSampleShape) -> Self {
-        self.sample = sample;
-        self
-    }
-
-    /// The generation size `Denoiser` uses.
-    pub fn sample_shape(&self) -> VideoSampleShape {
-        self.sample
-    }
-
     /// The config.
     pub fn config(&self) -> &Config {
         &self.cfg
@@ -388,5 +353,35 @@ impl MochiTransformer3DModel {
         out.reshape(vec![b, f, hp, wp, p, p, oc])?
             .permute([0, 6, 1, 2, 4, 3, 5])?
             .reshape((b, oc, f, h, w))
+    }
+}
+
+impl cachedit_runtime::StaticBlockLists for MochiTransformer3DModel {
+    const BLOCK_LISTS: &'static [(&'static str, cachedit_runtime::ForwardPattern)] = {
+        use cachedit_runtime::ForwardPattern;
+        &[("transformer_blocks", ForwardPattern::Pattern_0)]
+    };
+}
+
+impl crate::registry::FamilyModel for MochiTransformer3DModel {
+    type Config = Config;
+    type SampleShape = VideoSampleShape;
+    fn build(cfg: Config, vb: candle_nn::VarBuilder) -> Result<Self> {
+        Self::new(cfg, vb)
+    }
+    fn sample_shape(&self) -> Self::SampleShape {
+        self.sample
+    }
+    fn sample_shape_mut(&mut self) -> &mut Self::SampleShape {
+        &mut self.sample
+    }
+    /// A few frames/tokens: the tiny config is for tests and quick runs.
+    fn tiny_sample_shape() -> Option<Self::SampleShape> {
+        Some(VideoSampleShape {
+            frames: 2,
+            height: 8,
+            width: 8,
+            text_len: 8,
+        })
     }
 }

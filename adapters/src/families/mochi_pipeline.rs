@@ -6,6 +6,7 @@ use cachedit_runtime::{Conditioning, Denoiser, seeded_normal};
 use candle_core::{DType, Device, Result, Tensor};
 
 use super::mochi::MochiTransformer3DModel;
+use crate::registry::FamilyModel;
 
 /// Conditioning tensor names Mochi's `predict` reads.
 pub mod names {

@@ -4,8 +4,6 @@
 //!
 //! cache-dit caches one Pattern_1 list, `transformer_blocks`, with separate CFG calls.
 
-use std::path::Path;
-
 use cachedit_macros::{CachedTransformer, block_adapter};
 use cachedit_runtime::{BlockList, ForwardPattern, StaticBlockLists, Streams};
 use candle_core::{DType, Device, Module, Result, Tensor};
@@ -20,7 +18,7 @@ use crate::components::linear;
 use crate::components::modulation::AdaLayerNormContinuous;
 use crate::components::norm::{Norm, NormKind};
 use crate::components::rope::{RopeStyle, RotaryEmbedding, inverse_frequencies_f32};
-use crate::loader::{self, Checkpoint, DiffusersConfig, LoadError};
+use crate::loader::DiffusersConfig;
 
 /// The diffusers config of `QwenImageTransformer2DModel` (`transformer/config.json`); defaults
 /// are diffusers' constructor defaults (which are Qwen-Image's).
@@ -408,40 +406,6 @@ impl QwenImageTransformer2DModel {
         })
     }
 
-    /// Loads a diffusers `transformer/` folder (`config.json` + single or sharded safetensors)
-    /// in `dtype` on `device`.
-    pub fn from_pretrained(
-        dir: &Path,
-        dtype: DType,
-        device: &Device,
-    ) -> std::result::Result<Self, LoadError> {
-        let cfg: Config = loader::read_config(&dir.join(loader::CONFIG_NAME))?;
-        Self::from_checkpoint(cfg, Checkpoint::from_dir(dir, dtype, device)?, dtype, device)
-    }
-
-    /// Builds the model from checkpoint tensors with diffusers names.
-    pub fn from_checkpoint(
-        cfg: Config,
-        ckpt: Checkpoint,
-        dtype: DType,
-        device: &Device,
-    ) -> std::result::Result<Self, LoadError> {
-        cfg.validate()
-            .map_err(|reason| LoadError::InvalidConfig { path: None, reason })?;
-        ckpt.build(dtype, device, |vb| Self::new(cfg, vb))
-    }
-
-    /// The generation size `Denoiser` uses (packed latent grid and text length).
-    pub fn with_sample_shape(mut self, sample: SampleShape) -> Self {
-        self.sample = sample;
-        self
-    }
-
-    /// The generation size `Denoiser` uses.
-    pub fn sample_shape(&self) -> SampleShape {
-        self.sample
-    }
-
     /// The config.
     pub fn config(&self) -> &Config {
         &self.cfg
@@ -542,7 +506,14 @@ impl StaticBlockLists for QwenImageTransformer2DModel {
 
 impl crate::registry::FamilyModel for QwenImageTransformer2DModel {
     type Config = Config;
+    type SampleShape = SampleShape;
     fn build(cfg: Config, vb: VarBuilder) -> Result<Self> {
         Self::new(cfg, vb)
+    }
+    fn sample_shape(&self) -> SampleShape {
+        self.sample
+    }
+    fn sample_shape_mut(&mut self) -> &mut SampleShape {
+        &mut self.sample
     }
 }

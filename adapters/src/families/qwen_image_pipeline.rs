@@ -7,6 +7,7 @@ use cachedit_runtime::{Conditioning, Denoiser, seeded_normal};
 use candle_core::{DType, Device, Result, Tensor};
 
 use super::qwen_image::QwenImageTransformer2DModel;
+use crate::registry::FamilyModel;
 
 /// Conditioning tensor names QwenImage's `predict` reads.
 pub mod names {

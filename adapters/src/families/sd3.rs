@@ -3,8 +3,6 @@
 //! optional RMS q/k norms (3.5) and MMDiT-X image self-attention (`attn2`, 3.5-medium). The last
 //! block is `context_pre_only`: it returns no text stream (Pattern_1 with `None`).
 
-use std::path::Path;
-
 use cachedit_macros::block_adapter;
 use cachedit_runtime::{BlockList, Conditioning, Denoiser, Streams, seeded_normal};
 use candle_core::{DType, Device, Module, Result, Tensor};
@@ -18,7 +16,7 @@ use crate::components::linear;
 use crate::components::modulation::{AdaLayerNormContinuous, AdaLayerNormZero, gated_residual, modulate};
 use crate::components::norm::{Norm, NormKind};
 use crate::components::patchify::pack_latents;
-use crate::loader::{self, Checkpoint, DiffusersConfig, LoadError};
+use crate::loader::DiffusersConfig;
 
 /// The diffusers config of `SD3Transformer2DModel`; defaults are diffusers' constructor defaults.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -491,24 +489,6 @@ impl SD3Transformer2DModel {
         })
     }
 
-    /// Loads a diffusers `transformer/` folder in `dtype` on `device`.
-    pub fn from_pretrained(
-        dir: &Path,
-        dtype: DType,
-        device: &Device,
-    ) -> std::result::Result<Self, LoadError> {
-        let cfg: Config = loader::read_config(&dir.join(loader::CONFIG_NAME))?;
-        cfg.validate()
-            .map_err(|reason| LoadError::InvalidConfig { path: None, reason })?;
-        Checkpoint::from_dir(dir, dtype, device)?.build(dtype, device, |vb| Self::new(cfg, vb))
-    }
-
-    /// The generation size `Denoiser` uses: latent height and width, and text length.
-    pub fn with_sample_shape(mut self, latent_h: usize, latent_w: usize, text_len: usize) -> Self {
-        self.sample = (latent_h, latent_w, text_len);
-        self
-    }
-
     /// The config.
     pub fn config(&self) -> &Config {
         &self.cfg
@@ -603,5 +583,31 @@ impl Denoiser for SD3Transformer2DModel {
             timestep,
         )?
         .to_dtype(latents.dtype())
+    }
+}
+
+/// The generation size is `(latent height, latent width, text length)`.
+impl cachedit_runtime::StaticBlockLists for SD3Transformer2DModel {
+    const BLOCK_LISTS: &'static [(&'static str, cachedit_runtime::ForwardPattern)] = {
+        use cachedit_runtime::ForwardPattern;
+        &[("transformer_blocks", ForwardPattern::Pattern_1)]
+    };
+}
+
+impl crate::registry::FamilyModel for SD3Transformer2DModel {
+    type Config = Config;
+    type SampleShape = (usize, usize, usize);
+    fn build(cfg: Config, vb: candle_nn::VarBuilder) -> Result<Self> {
+        Self::new(cfg, vb)
+    }
+    fn sample_shape(&self) -> Self::SampleShape {
+        self.sample
+    }
+    fn sample_shape_mut(&mut self) -> &mut Self::SampleShape {
+        &mut self.sample
+    }
+    /// A few frames/tokens: the tiny config is for tests and quick runs.
+    fn tiny_sample_shape() -> Option<Self::SampleShape> {
+        Some((8, 8, 16))
     }
 }

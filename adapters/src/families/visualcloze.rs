@@ -5,16 +5,17 @@
 //! concatenated to the latents on the channels at every step, and cache-dit caches the double
 //! and the single blocks as two lists (Pattern_1 each).
 
-use std::path::Path;
-
-use cachedit_runtime::{CachedListInfo, CachedTransformer, Conditioning, Denoiser, seeded_normal};
+use cachedit_runtime::{
+    CachedListInfo, CachedTransformer, Conditioning, Denoiser, ForwardPattern, StaticBlockLists,
+    seeded_normal,
+};
 use candle_core::{DType, Device, Result, Tensor};
 
 use super::ListLayout;
 use super::flux::{self, FluxTransformer2DModel};
 use super::flux_pipeline::{SampleShape, names as flux_names};
 use crate::components::patchify::{image_ids, text_ids};
-use crate::loader::{self, Checkpoint, DiffusersConfig, LoadError};
+use crate::registry::FamilyModel;
 
 /// The transformer config (diffusers' `FluxTransformer2DModel` config).
 pub type Config = flux::Config;
@@ -42,6 +43,16 @@ pub fn tiny_fill() -> Config {
     }
 }
 
+/// The registry's constructors (`registry.yaml` names configs as `Config::<name>()`, and
+/// VisualCloze's config type is Flux's).
+impl flux::Config {
+    /// [`tiny_fill`]: VisualCloze's tiny config (a condition to concatenate needs more input
+    /// than output channels).
+    pub fn visualcloze_tiny() -> Self {
+        tiny_fill()
+    }
+}
+
 /// Conditioning names `predict` reads: Flux's ([`flux_names`]) plus the channel condition.
 pub mod names {
     pub use super::flux_names::*;
@@ -58,9 +69,14 @@ pub struct VisualClozeTransformer2DModel {
 }
 
 impl VisualClozeTransformer2DModel {
-    /// Builds the model from `vb` (diffusers names at the root of `vb`).
+    /// Builds the model from `vb` (diffusers names at the root of `vb`). Whatever `cfg`'s list
+    /// layout, the two lists are cached separately, as cache-dit does for VisualCloze (so a hub
+    /// `config.json` or `Config::fill()` gives VisualCloze's layout).
     pub fn new(cfg: Config, vb: candle_nn::VarBuilder) -> Result<Self> {
-        Self::wrap(FluxTransformer2DModel::new(cfg, vb)?)
+        Self::wrap(FluxTransformer2DModel::new(
+            cfg.with_list_layout(ListLayout::Separate),
+            vb,
+        )?)
     }
 
     /// Wraps a Flux model; its output channels must not exceed its input channels.
@@ -77,35 +93,6 @@ impl VisualClozeTransformer2DModel {
             inner,
             sample: SampleShape::default(),
         })
-    }
-
-    /// Loads a diffusers `transformer/` folder; the two lists are cached separately as
-    /// cache-dit does for VisualCloze.
-    pub fn from_pretrained(
-        dir: &Path,
-        dtype: DType,
-        device: &Device,
-    ) -> std::result::Result<Self, LoadError> {
-        let cfg: Config = loader::read_config(&dir.join(loader::CONFIG_NAME))?;
-        let cfg = cfg.with_list_layout(ListLayout::Separate);
-        cfg.validate()
-            .map_err(|reason| LoadError::InvalidConfig { path: None, reason })?;
-        let inner = FluxTransformer2DModel::from_checkpoint(
-            cfg,
-            Checkpoint::from_dir(dir, dtype, device)?,
-            dtype,
-            device,
-        )?;
-        Self::wrap(inner).map_err(|e| LoadError::InvalidConfig {
-            path: None,
-            reason: e.to_string(),
-        })
-    }
-
-    /// The generation size `Denoiser` uses.
-    pub fn with_sample_shape(mut self, sample: SampleShape) -> Self {
-        self.sample = sample;
-        self
     }
 
     /// The Flux transformer.
@@ -154,6 +141,28 @@ impl VisualClozeTransformer2DModel {
 impl CachedTransformer for VisualClozeTransformer2DModel {
     fn cached_lists(&self) -> Vec<CachedListInfo<'_>> {
         self.inner.cached_lists()
+    }
+}
+
+/// cache-dit's VisualCloze adapter: the double and the single blocks as two Pattern_1 lists.
+impl StaticBlockLists for VisualClozeTransformer2DModel {
+    const BLOCK_LISTS: &'static [(&'static str, ForwardPattern)] = &[
+        ("transformer_blocks", ForwardPattern::Pattern_1),
+        ("single_transformer_blocks", ForwardPattern::Pattern_1),
+    ];
+}
+
+impl FamilyModel for VisualClozeTransformer2DModel {
+    type Config = Config;
+    type SampleShape = SampleShape;
+    fn build(cfg: Config, vb: candle_nn::VarBuilder) -> Result<Self> {
+        Self::new(cfg, vb)
+    }
+    fn sample_shape(&self) -> SampleShape {
+        self.sample
+    }
+    fn sample_shape_mut(&mut self) -> &mut SampleShape {
+        &mut self.sample
     }
 }
 

@@ -64,6 +64,8 @@ impl ToyBlock {
 pub struct ToyTransformer {
     cfg: ToyConfig,
     blocks: BlockList<ToyBlock>,
+    /// Tokens per generation.
+    tokens: usize,
 }
 
 impl StaticBlockLists for ToyTransformer {
@@ -72,6 +74,8 @@ impl StaticBlockLists for ToyTransformer {
 
 impl FamilyModel for ToyTransformer {
     type Config = ToyConfig;
+    /// Tokens per generation.
+    type SampleShape = usize;
     fn build(cfg: ToyConfig, vb: VarBuilder) -> Result<Self> {
         let blocks = (0..cfg.num_layers)
             .map(|i| {
@@ -83,13 +87,20 @@ impl FamilyModel for ToyTransformer {
         Ok(Self {
             cfg,
             blocks: BlockList::new(blocks),
+            tokens: 4,
         })
+    }
+    fn sample_shape(&self) -> usize {
+        self.tokens
+    }
+    fn sample_shape_mut(&mut self) -> &mut usize {
+        &mut self.tokens
     }
 }
 
 impl Denoiser for ToyTransformer {
     fn latent_shape(&self, batch: usize) -> Vec<usize> {
-        vec![batch, 4, self.cfg.dim]
+        vec![batch, self.tokens, self.cfg.dim]
     }
 
     fn synthetic_conditioning(&self, batch: usize, seed: u64, device: &Device) -> Result<Conditioning> {

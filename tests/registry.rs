@@ -162,9 +162,11 @@ fn built_families_are_registered_in_cache_dit_order() {
         "Flux",
         "Mochi",
         "HunyuanVideo",
+        "QwenImage",
         "StableDiffusion3",
         "Bria",
         "VisualCloze",
+        "AuraFlow",
         "Chroma",
         "HiDream",
     ];
@@ -181,6 +183,8 @@ fn built_families_are_registered_in_cache_dit_order() {
     for (class, family) in [
         ("StableDiffusion3Pipeline", "StableDiffusion3"),
         ("HunyuanVideoPipeline", "HunyuanVideo"),
+        ("QwenImageEditPlusPipeline", "QwenImage"),
+        ("AuraFlowPipeline", "AuraFlow"),
         ("VisualClozeGenerationPipeline", "VisualCloze"),
         ("ChromaImg2ImgPipeline", "Chroma"),
         ("HiDreamImagePipeline", "HiDream"),

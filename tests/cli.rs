@@ -339,3 +339,16 @@ fn run_drives_any_registered_family_with_its_cfg_layout() {
         stderr(&o)
     );
 }
+
+/// With no cache flags, `run` on a tiny model (fewer blocks than cache-dit's default F8) falls
+/// back to F1 and says so, instead of refusing; an explicit `--fn` that does not fit is an error.
+#[test]
+fn run_with_defaults_fits_the_tiny_models() {
+    let o = cachedit(&["run", "--family", "AuraFlow", "--steps", "4"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("using --fn 1"), "{}", stderr(&o));
+    assert!(stdout(&o).contains("DBCache_F1B0"), "{}", stdout(&o));
+    let o = cachedit(&["run", "--family", "AuraFlow", "--steps", "4", "--fn", "8"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("Fn_compute_blocks"), "{}", stderr(&o));
+}

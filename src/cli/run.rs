@@ -304,6 +304,22 @@ pub fn run(args: &RunArgs) -> Result<()> {
         (layout, Some(_)) => layout,
     };
     let mut options = cache_options(args)?;
+    if let Some(o) = options.as_mut()
+        && args.fn_blocks.is_none()
+        && args.config.is_none()
+    {
+        // cache-dit's default F8 cannot fit a tiny test model's 1-4 blocks; with nothing asked
+        // for explicitly, use F1 (the other common setting) rather than refuse to run.
+        let shortest = model.cached_lists().iter().map(|l| l.len).min().unwrap_or(0);
+        if o.cache.fn_compute_blocks + o.cache.bn_compute_blocks > shortest && shortest > 0 {
+            eprintln!(
+                "note: {} has a list of {shortest} blocks, fewer than cache-dit's default \
+                 Fn_compute_blocks {}; using --fn 1",
+                entry.name, o.cache.fn_compute_blocks
+            );
+            o.cache.fn_compute_blocks = 1;
+        }
+    }
     if let Some(o) = options.as_mut() {
         // Separate CFG caches per branch only when the loop makes both calls.
         o.cache

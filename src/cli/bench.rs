@@ -9,9 +9,16 @@
 //! = measured / ideal. Engine costs inside the always-cached run (the diff is skipped there, the
 //! residual add is not) are folded into `E`, so the ratio slightly understates them.
 
-use anyhow::Result;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use cachedit::adapters::families::flux::FluxTransformer2DModel;
 use cachedit::demo::{self, Run};
-use cachedit::{CacheConfig, CacheOptions, CalibratorConfig, MaskPolicy, steps_mask};
+use cachedit::export::{self, BenchInputs};
+use cachedit::{
+    CacheConfig, CacheOptions, CalibratorConfig, DenoiseOptions, MaskPolicy, denoise, disable_cache,
+    enable_cache_with_options, set_tracing, steps_mask, summary, take_trace,
+};
 use candle_core::Device;
 use serde_json::json;
 
@@ -29,11 +36,51 @@ pub struct BenchArgs {
     /// Write the results as JSON here too.
     #[arg(long)]
     json: Option<std::path::PathBuf>,
+    /// Write the model as a diffusers folder (`config.json` +
+    /// `diffusion_pytorch_model.safetensors`) and its inputs (`inputs.safetensors`: latents,
+    /// conditioning, sigmas) here, then benchmark the model read back from it, so that
+    /// `tools/reference/bench_torch.py DIR` runs the same weights and inputs.
+    #[arg(long)]
+    export: Option<std::path::PathBuf>,
+}
+
+/// One timed generation of `model` from `inputs`, with the cache configured by `options`.
+fn generate(
+    model: &FluxTransformer2DModel,
+    options: Option<&CacheOptions>,
+    inputs: &BenchInputs,
+    progress: impl FnMut(usize, usize),
+) -> Result<Run> {
+    match options {
+        Some(o) => enable_cache_with_options(model, o)?,
+        None => disable_cache(model),
+    }
+    set_tracing(model, true);
+    let opts = DenoiseOptions {
+        steps: inputs.sigmas.len() - 1,
+        sigmas: Some(inputs.sigmas.clone()),
+        ..Default::default()
+    };
+    let start = Instant::now();
+    let out = denoise(model, inputs.latents.clone(), &inputs.cond, None, &opts, progress)?;
+    let wall = start.elapsed();
+    let trace = take_trace(model);
+    set_tracing(model, false);
+    Ok(Run {
+        latents: out.latents,
+        wall,
+        trace,
+        stats: summary(model),
+    })
 }
 
 struct Case {
     name: String,
     options: CacheOptions,
+    /// TaylorSeer order (0: none).
+    order: usize,
+    /// The step mask policy, if any.
+    mask: Option<&'static str>,
 }
 
 fn grid(steps: usize, quick: bool) -> Vec<Case> {
@@ -74,6 +121,8 @@ fn grid(steps: usize, quick: bool) -> Vec<Case> {
                         calibrator,
                         modifiers: Vec::new(),
                     },
+                    order,
+                    mask: None,
                 });
             }
         }
@@ -90,6 +139,8 @@ fn grid(steps: usize, quick: bool) -> Vec<Case> {
         cases.push(Case {
             name: "F1B0 R0.12 mask=medium".into(),
             options: cache.into(),
+            order: 0,
+            mask: Some("medium"),
         });
     }
     cases
@@ -105,14 +156,35 @@ fn blocks_run(run: &Run, blocks: usize, fn_bn: usize) -> usize {
 pub fn run(args: &BenchArgs) -> Result<()> {
     let device = Device::Cpu;
     let size = args.demo.demo_size();
-    let model = demo::demo_model(size, args.demo.seed, &device)?;
+    let model = match &args.export {
+        Some(dir) => {
+            let m = export::export_model(size, args.demo.seed, dir, &device)
+                .with_context(|| format!("exporting the model to {}", dir.display()))?;
+            println!("wrote {} (and read it back)", dir.display());
+            m
+        }
+        None => demo::demo_model(size, args.demo.seed, &device)?,
+    };
     let n = size.double_blocks + size.single_blocks;
     let s = args.demo.steps;
+    let inputs = BenchInputs::seeded(&model, s, args.demo.seed, &device)?;
+    if let Some(dir) = &args.export {
+        let path = dir.join(export::INPUTS_NAME);
+        inputs.save(&path)?;
+        println!("wrote {}", path.display());
+    }
+    let threads = candle_core::utils::get_num_threads();
+    println!(
+        "hidden {}, {} double + {} single blocks, {} image + {} text tokens, {s} steps, {threads} threads",
+        size.heads * size.head_dim,
+        size.double_blocks,
+        size.single_blocks,
+        size.grid * size.grid,
+        size.text_len
+    );
     let timed = |label: &str, options: Option<&CacheOptions>| -> Result<Run> {
         let pb = bar(label, s);
-        let r = demo::generate(&model, options, s, args.demo.seed, &device, |i, _| {
-            pb.set_position(i as u64)
-        })?;
+        let r = generate(&model, options, &inputs, |i, _| pb.set_position(i as u64))?;
         pb.finish_and_clear();
         Ok(r)
     };
@@ -168,11 +240,16 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         rows.push(json!({
             "config": case.name, "name": case.options.cache.strify(), "time_s": t, "speedup": t_base / t,
             "computed_fraction": frac, "overhead_ratio": t / ideal, "psnr_db": psnr, "max_abs_err": max_err,
-            "cached_steps": cached,
+            "cached_steps": cached, "fn": fn_bn - case.options.cache.bn_compute_blocks,
+            "bn": case.options.cache.bn_compute_blocks, "threshold": case.options.cache.residual_diff_threshold,
+            "taylorseer_order": case.order,
+            "mask": case.mask,
         }));
     }
     if let Some(path) = &args.json {
-        let doc = json!({ "baseline_s": t_base, "block_ms": b * 1e3, "unskippable_s": e, "steps": s, "blocks": n, "runs": rows });
+        let doc = json!({ "size": args.demo.size, "threads": threads, "seed": args.demo.seed,
+            "hidden": size.heads * size.head_dim, "image_tokens": size.grid * size.grid, "text_tokens": size.text_len,
+            "baseline_s": t_base, "floor_s": t_floor, "block_ms": b * 1e3, "unskippable_s": e, "steps": s, "blocks": n, "runs": rows });
         std::fs::write(path, serde_json::to_string_pretty(&doc)?)?;
         println!("wrote {}", path.display());
     }

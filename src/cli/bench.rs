@@ -42,6 +42,10 @@ pub struct BenchArgs {
     /// `tools/reference/bench_torch.py DIR` runs the same weights and inputs.
     #[arg(long)]
     export: Option<std::path::PathBuf>,
+    /// Run only the grid configs of these names (e.g. `--only "F1B0 R0.12"`), for the large
+    /// size where the whole grid takes long.
+    #[arg(long)]
+    only: Vec<String>,
 }
 
 /// One timed generation of `model` from `inputs`, with the cache configured by `options`.
@@ -182,15 +186,21 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         size.grid * size.grid,
         size.text_len
     );
-    let timed = |label: &str, options: Option<&CacheOptions>| -> Result<Run> {
+    let timed = |label: &str, options: Option<&CacheOptions>| -> Result<(Run, f64)> {
         let pb = bar(label, s);
+        let cpu0 = process_cpu_seconds();
         let r = generate(&model, options, &inputs, |i, _| pb.set_position(i as u64))?;
+        let cpu = process_cpu_seconds() - cpu0;
         pb.finish_and_clear();
-        Ok(r)
+        Ok((r, cpu))
     };
-    // Warm caches and allocator once, then the two reference runs.
-    timed("warmup", None)?;
-    let base = timed("baseline", None)?;
+    // Warm caches and allocator with two steps, then the two reference runs.
+    let short = BenchInputs {
+        sigmas: inputs.sigmas[..inputs.sigmas.len().min(3)].to_vec(),
+        ..inputs.clone()
+    };
+    generate(&model, None, &short, |_, _| {})?;
+    let (base, c_base) = timed("baseline", None)?;
     let always = CacheOptions::from(CacheConfig {
         fn_compute_blocks: 1,
         max_warmup_steps: 1,
@@ -198,48 +208,48 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         enable_separate_cfg: Some(false),
         ..Default::default()
     });
-    let floor = timed("floor", Some(&always))?;
+    let (floor, c_floor) = timed("floor", Some(&always))?;
     let (t_base, t_floor) = (base.wall.as_secs_f64(), floor.wall.as_secs_f64());
-    let floor_blocks = blocks_run(&floor, n, 1) as f64;
-    let b = (t_base - t_floor) / ((n * s) as f64 - floor_blocks).max(1.0);
-    let e = (t_base - b * (n * s) as f64).max(0.0);
+    let (all_blocks, floor_blocks) = ((n * s) as f64, blocks_run(&floor, n, 1) as f64);
+    let wall_model = CostModel::fit(t_base, t_floor, all_blocks, floor_blocks);
+    let cpu_model = CostModel::fit(c_base, c_floor, all_blocks, floor_blocks);
 
     println!(
-        "baseline {t_base:.3} s; per block execution {:.2} ms; unskippable {:.3} s ({} blocks x {s} steps)",
-        b * 1e3,
-        e,
-        n
+        "baseline {t_base:.3} s (CPU {c_base:.3} s); per block execution {:.2} ms; unskippable {:.3} s ({n} blocks x {s} steps)",
+        wall_model.b * 1e3,
+        wall_model.e,
     );
     println!();
     println!(
-        "| config                 | time (s) | speedup | blocks computed | overhead | PSNR (dB) | max abs err | cached steps |"
+        "| config                 | time (s) | CPU (s) | speedup | blocks computed | overhead | overhead CPU | PSNR (dB) | max abs err | cached steps |"
     );
     println!(
-        "|------------------------|----------|---------|-----------------|----------|-----------|-------------|--------------|"
+        "|------------------------|----------|---------|---------|-----------------|----------|--------------|-----------|-------------|--------------|"
     );
     let mut rows = Vec::new();
-    for case in grid(s, args.quick) {
-        let r = timed(&case.name, Some(&case.options))?;
+    let cases = grid(s, args.quick)
+        .into_iter()
+        .filter(|c| args.only.is_empty() || args.only.contains(&c.name));
+    for case in cases {
+        let (r, c) = timed(&case.name, Some(&case.options))?;
         let fn_bn = case.options.cache.fn_compute_blocks + case.options.cache.bn_compute_blocks;
-        let ran = blocks_run(&r, n, fn_bn);
+        let ran = blocks_run(&r, n, fn_bn) as f64;
         let t = r.wall.as_secs_f64();
-        let ideal = e + b * ran as f64;
+        let (overhead, overhead_cpu) = (t / wall_model.ideal(ran), c / cpu_model.ideal(ran));
         let (psnr, max_err) = demo::fidelity(&base.latents, &r.latents)?;
         let cached: Vec<usize> = r.trace.iter().filter(|c| c.cached).map(|c| c.step).collect();
-        let frac = ran as f64 / (n * s) as f64;
+        let frac = ran / all_blocks;
         println!(
-            "| {:<22} | {t:>8.3} | {:>6.2}x | {:>14.1}% | {:>8.3} | {:>9.2} | {:>11.4} | {:>12} |",
+            "| {:<22} | {t:>8.3} | {c:>7.3} | {:>6.2}x | {:>14.1}% | {overhead:>8.3} | {overhead_cpu:>12.3} | {psnr:>9.2} | {max_err:>11.4} | {:>12} |",
             case.name,
             t_base / t,
             frac * 100.0,
-            t / ideal,
-            psnr,
-            max_err,
             cached.len()
         );
         rows.push(json!({
-            "config": case.name, "name": case.options.cache.strify(), "time_s": t, "speedup": t_base / t,
-            "computed_fraction": frac, "overhead_ratio": t / ideal, "psnr_db": psnr, "max_abs_err": max_err,
+            "config": case.name, "name": case.options.cache.strify(), "time_s": t, "cpu_s": c, "speedup": t_base / t,
+            "computed_fraction": frac, "overhead_ratio": overhead, "overhead_ratio_cpu": overhead_cpu,
+            "psnr_db": psnr, "max_abs_err": max_err,
             "cached_steps": cached, "fn": fn_bn - case.options.cache.bn_compute_blocks,
             "bn": case.options.cache.bn_compute_blocks, "threshold": case.options.cache.residual_diff_threshold,
             "taylorseer_order": case.order,
@@ -249,9 +259,51 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     if let Some(path) = &args.json {
         let doc = json!({ "size": args.demo.size, "threads": threads, "seed": args.demo.seed,
             "hidden": size.heads * size.head_dim, "image_tokens": size.grid * size.grid, "text_tokens": size.text_len,
-            "baseline_s": t_base, "floor_s": t_floor, "block_ms": b * 1e3, "unskippable_s": e, "steps": s, "blocks": n, "runs": rows });
+            "baseline_s": t_base, "baseline_cpu_s": c_base, "floor_s": t_floor, "floor_cpu_s": c_floor,
+            "block_ms": wall_model.b * 1e3, "unskippable_s": wall_model.e,
+            "block_cpu_ms": cpu_model.b * 1e3, "unskippable_cpu_s": cpu_model.e,
+            "steps": s, "blocks": n, "runs": rows });
         std::fs::write(path, serde_json::to_string_pretty(&doc)?)?;
         println!("wrote {}", path.display());
     }
     Ok(())
+}
+
+/// A run's time as `e + b·blocks`, fitted on the baseline and the always-cached floor run.
+struct CostModel {
+    /// What no cache can skip (embedders, final layer, scheduler), in seconds.
+    e: f64,
+    /// One block execution, in seconds.
+    b: f64,
+}
+
+impl CostModel {
+    fn fit(t_base: f64, t_floor: f64, base_blocks: f64, floor_blocks: f64) -> Self {
+        let b = (t_base - t_floor) / (base_blocks - floor_blocks).max(1.0);
+        Self {
+            e: (t_base - b * base_blocks).max(0.0),
+            b,
+        }
+    }
+
+    fn ideal(&self, blocks: f64) -> f64 {
+        self.e + self.b * blocks
+    }
+}
+
+/// CPU time (user + system, all threads) this process has used, from `/proc/self/stat`; 0 where
+/// it cannot be read (then the CPU columns read 0 and NaN). On a shared machine it measures the
+/// work done where wall time also counts the time other processes held the cores.
+fn process_cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // Fields after the parenthesised command name: state is field 3, utime 14, stime 15
+    // (proc(5)), in clock ticks of 1/100 s on Linux.
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
 }

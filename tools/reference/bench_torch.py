@@ -25,6 +25,8 @@ import os
 import sys
 import time
 
+os.environ.setdefault("CACHE_DIT_LOG_LEVEL", "error")  # before cache_dit is imported
+
 import torch
 from safetensors.torch import load_file
 
@@ -70,11 +72,11 @@ def run_torch(args):
     n_blocks = model.config.num_layers + model.config.num_single_layers
     hidden = model.config.num_attention_heads * model.config.attention_head_dim
 
-    def generate():
+    def generate(n_steps=steps):
         x = inp["latents"].clone()
         with torch.inference_mode():
-            start = time.perf_counter()
-            for i in range(steps):
+            start, cpu0 = time.perf_counter(), time.process_time()
+            for i in range(n_steps):
                 sigma, nxt = sigmas[i], sigmas[i + 1]
                 # As `cachedit::denoise`: timestep = f32(sigma * 1000), the model gets it / 1000.
                 t = torch.full((x.shape[0],), sigma * 1000.0, dtype=torch.float32) / 1000.0
@@ -88,8 +90,8 @@ def run_torch(args):
                     return_dict=False,
                 )[0]
                 x = x + v * (nxt - sigma)
-            wall = time.perf_counter() - start
-        return x, wall
+            wall, cpu = time.perf_counter() - start, time.process_time() - cpu0
+        return x, (wall, cpu)
 
     def cached(case, steps_mask=None):
         cache = DBCacheConfig(
@@ -103,11 +105,11 @@ def run_torch(args):
         )
         calib = TaylorSeerCalibratorConfig(taylorseer_order=case["order"]) if case["order"] > 0 else None
         cache_dit.enable_cache(model, cache_config=cache, calibrator_config=calib)
-        x, wall = generate()
+        x, times = generate()
         stats = cache_dit.summary(model, logging=False)
         cached_steps = sorted(stats[0].cached_steps) if stats else []
         cache_dit.disable_cache(model)
-        return x, wall, cached_steps
+        return x, times, cached_steps
 
     print(
         f"torch {torch.__version__}, cache-dit {cache_dit.__version__}: hidden {hidden}, "
@@ -115,38 +117,48 @@ def run_torch(args):
         f"{inp['latents'].shape[1]} image + {inp['encoder_hidden_states'].shape[1]} text tokens, "
         f"{steps} steps, {torch.get_num_threads()} threads"
     )
-    generate()  # warm allocator and kernels
-    base, t_base = generate()
+    generate(min(steps, 2))  # warm allocator and kernels with two steps
+    base, (t_base, c_base) = generate()
     floor_case = dict(name="floor", fn=1, bn=0, threshold=1.0, order=0, warmup=1)
-    _, t_floor, floor_cached = cached(floor_case)
+    _, (t_floor, c_floor), floor_cached = cached(floor_case)
+    all_blocks = n_blocks * steps
     floor_blocks = sum(1 if i in floor_cached else n_blocks for i in range(steps))
-    b = (t_base - t_floor) / max(n_blocks * steps - floor_blocks, 1)
-    e = max(t_base - b * n_blocks * steps, 0.0)
-    print(f"baseline {t_base:.3f} s; per block execution {b * 1e3:.2f} ms; unskippable {e:.3f} s")
+
+    def fit(base_t, floor_t):
+        b = (base_t - floor_t) / max(all_blocks - floor_blocks, 1)
+        return max(base_t - b * all_blocks, 0.0), b
+
+    e, b = fit(t_base, t_floor)
+    ec, bc = fit(c_base, c_floor)
+    print(f"baseline {t_base:.3f} s (CPU {c_base:.3f} s); per block execution {b * 1e3:.2f} ms; unskippable {e:.3f} s")
     print()
-    print("| config                 | time (s) | speedup | blocks computed | overhead | PSNR (dB) | max abs err | cached steps |")
-    print("|------------------------|----------|---------|-----------------|----------|-----------|-------------|--------------|")
+    print("| config                 | time (s) | CPU (s) | speedup | blocks computed | overhead | overhead CPU | PSNR (dB) | max abs err | cached steps |")
+    print("|------------------------|----------|---------|---------|-----------------|----------|--------------|-----------|-------------|--------------|")
     rows = []
     for case in grid(steps, args.quick):
+        if args.only and case["name"] not in args.only:
+            continue
         mask = cache_dit.steps_mask(total_steps=steps, mask_policy=case["mask"]) if case["mask"] else None
-        x, t, cached_steps = cached(case, mask)
+        x, (t, c), cached_steps = cached(case, mask)
         fn_bn = case["fn"] + case["bn"]
         ran = sum(fn_bn if i in cached_steps else n_blocks for i in range(steps))
-        frac = ran / (n_blocks * steps)
-        ideal = e + b * ran
+        frac = ran / all_blocks
+        overhead, overhead_cpu = t / (e + b * ran), c / (ec + bc * ran)
         psnr, max_err = fidelity(base, x)
         print(
-            f"| {case['name']:<22} | {t:>8.3f} | {t_base / t:>6.2f}x | {frac * 100:>14.1f}% | {t / ideal:>8.3f} "
-            f"| {psnr:>9.2f} | {max_err:>11.4f} | {len(cached_steps):>12} |"
+            f"| {case['name']:<22} | {t:>8.3f} | {c:>7.3f} | {t_base / t:>6.2f}x | {frac * 100:>14.1f}% | {overhead:>8.3f} "
+            f"| {overhead_cpu:>12.3f} | {psnr:>9.2f} | {max_err:>11.4f} | {len(cached_steps):>12} |"
         )
         rows.append(dict(
-            config=case["name"], time_s=t, speedup=t_base / t, computed_fraction=frac,
-            overhead_ratio=t / ideal, psnr_db=psnr, max_abs_err=max_err, cached_steps=cached_steps,
+            config=case["name"], time_s=t, cpu_s=c, speedup=t_base / t, computed_fraction=frac,
+            overhead_ratio=overhead, overhead_ratio_cpu=overhead_cpu, psnr_db=psnr, max_abs_err=max_err,
+            cached_steps=cached_steps,
         ))
     if args.json:
         doc = dict(
             torch=torch.__version__, cache_dit=cache_dit.__version__, threads=torch.get_num_threads(),
-            baseline_s=t_base, floor_s=t_floor, block_ms=b * 1e3, unskippable_s=e, steps=steps,
+            baseline_s=t_base, baseline_cpu_s=c_base, floor_s=t_floor, floor_cpu_s=c_floor,
+            block_ms=b * 1e3, unskippable_s=e, block_cpu_ms=bc * 1e3, unskippable_cpu_s=ec, steps=steps,
             blocks=n_blocks, runs=rows,
         )
         with open(args.json, "w") as f:
@@ -162,14 +174,19 @@ def compare(ours_path, torch_path):
         f"torch {ref['baseline_s']:.3f} s ({ref['threads']} threads): ratio ours/torch "
         f"{ours['baseline_s'] / ref['baseline_s']:.3f}"
     )
+    if ref.get("baseline_cpu_s") and ours.get("baseline_cpu_s"):
+        print(
+            f"baseline CPU time: ours {ours['baseline_cpu_s']:.3f} s, torch {ref['baseline_cpu_s']:.3f} s: "
+            f"ratio ours/torch {ours['baseline_cpu_s'] / ref['baseline_cpu_s']:.3f}"
+        )
     print(
         f"per block execution: ours {ours['block_ms']:.2f} ms, torch {ref['block_ms']:.2f} ms "
         f"(ratio {ours['block_ms'] / ref['block_ms']:.3f}); unskippable: ours {ours['unskippable_s']:.3f} s, "
         f"torch {ref['unskippable_s']:.3f} s"
     )
     print()
-    print("| config                 | overhead ours | overhead torch | cached steps equal | PSNR ours | PSNR cache-dit | ΔPSNR (dB) |")
-    print("|------------------------|---------------|----------------|--------------------|-----------|----------------|------------|")
+    print("| config                 | overhead ours (wall / CPU) | overhead cache-dit (wall / CPU) | cached steps equal | PSNR ours | PSNR cache-dit | ΔPSNR (dB) |")
+    print("|------------------------|----------------------------|---------------------------------|--------------------|-----------|----------------|------------|")
     by_name = {r["config"]: r for r in ref["runs"]}
     mismatches = 0
     for r in ours["runs"]:
@@ -179,7 +196,8 @@ def compare(ours_path, torch_path):
         same = r["cached_steps"] == t["cached_steps"]
         mismatches += not same
         print(
-            f"| {r['config']:<22} | {r['overhead_ratio']:>13.3f} | {t['overhead_ratio']:>14.3f} "
+            f"| {r['config']:<22} | {r['overhead_ratio']:>12.3f} / {r.get('overhead_ratio_cpu', float('nan')):>11.3f} "
+            f"| {t['overhead_ratio']:>15.3f} / {t.get('overhead_ratio_cpu', float('nan')):>13.3f} "
             f"| {'yes' if same else 'NO':>18} | {r['psnr_db']:>9.2f} | {t['psnr_db']:>14.2f} "
             f"| {r['psnr_db'] - t['psnr_db']:>+10.2f} |"
         )
@@ -204,6 +222,7 @@ def main():
     p.add_argument("--json", help="also write the results as JSON here")
     p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
     p.add_argument("--quick", action="store_true", help="only F1B0 at three thresholds + the mask")
+    p.add_argument("--only", action="append", default=[], help="run only the grid config of this name (repeatable)")
     run_torch(p.parse_args())
 
 

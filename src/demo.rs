@@ -1,6 +1,7 @@
 //! The embedded default of the `cachedit` command: a Flux-architecture model, its inputs, and
 //! the baseline-vs-cached comparison it reports.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use cachedit_adapters::FamilyModel;
@@ -30,8 +31,10 @@ pub enum DemoError {
 /// How large the embedded default model is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DemoSize {
-    /// Attention heads (64 channels each).
+    /// Attention heads.
     pub heads: usize,
+    /// Channels per attention head.
+    pub head_dim: usize,
     /// Dual-stream blocks.
     pub double_blocks: usize,
     /// Single-stream blocks.
@@ -46,6 +49,7 @@ impl DemoSize {
     /// The default: hidden 256 (4 heads), 4 double + 8 single blocks, 256 image + 32 text tokens.
     pub const DEFAULT: Self = Self {
         heads: 4,
+        head_dim: 64,
         double_blocks: 4,
         single_blocks: 8,
         grid: 16,
@@ -54,11 +58,51 @@ impl DemoSize {
     /// A reduced size for tests: hidden 128, 1 + 2 blocks, 64 image + 8 text tokens.
     pub const TINY: Self = Self {
         heads: 2,
+        head_dim: 64,
         double_blocks: 1,
         single_blocks: 2,
         grid: 8,
         text_len: 8,
     };
+    /// The benchmark size of issue 8: hidden 1024 (8 heads × 128), 8 double + 16 single blocks,
+    /// 1024 image tokens (a 64×64 latent packed 2×2) and 512 text tokens.
+    pub const LARGE: Self = Self {
+        heads: 8,
+        head_dim: 128,
+        double_blocks: 8,
+        single_blocks: 16,
+        grid: 32,
+        text_len: 512,
+    };
+
+    /// The diffusers config of the model at this size.
+    pub fn config(&self) -> Config {
+        // Flux splits the head's rotary channels 1/8 on the index axis, the rest evenly on the
+        // two spatial axes (FLUX.1: 16, 56, 56 of 128).
+        let first = self.head_dim / 8;
+        let spatial = (self.head_dim - first) / 2;
+        Config {
+            in_channels: 64,
+            num_layers: self.double_blocks,
+            num_single_layers: self.single_blocks,
+            attention_head_dim: self.head_dim,
+            num_attention_heads: self.heads,
+            joint_attention_dim: 256,
+            pooled_projection_dim: 128,
+            guidance_embeds: false,
+            axes_dims_rope: vec![first, spatial, spatial],
+            ..Config::default()
+        }
+    }
+
+    /// The generation size (latent grid and text length).
+    pub fn sample_shape(&self) -> SampleShape {
+        SampleShape {
+            grid_h: self.grid,
+            grid_w: self.grid,
+            text_len: self.text_len,
+        }
+    }
 }
 
 /// How strongly the seeded timestep embedder is damped. Random weights make the timestep
@@ -66,13 +110,16 @@ impl DemoSize {
 /// damping its output layer makes the conditioning drift smoothly, as a trained model's does.
 pub const TIMESTEP_DAMPING: f64 = 0.05;
 
+/// The parameters `TIMESTEP_DAMPING` scales: the timestep embedder's output layer.
+const DAMPED_PREFIX: &str = "time_text_embed.timestep_embedder.linear_2";
+
 /// Seeded weights with the timestep embedder's output layer scaled by `TIMESTEP_DAMPING`.
 struct DampedBackend(SeededBackend);
 
 impl SimpleBackend for DampedBackend {
     fn get(&self, s: Shape, name: &str, h: Init, dtype: DType, dev: &Device) -> Result<Tensor> {
         let t = self.0.get(s, name, h, dtype, dev)?;
-        if name.starts_with("time_text_embed.timestep_embedder.linear_2") {
+        if name.starts_with(DAMPED_PREFIX) {
             t * TIMESTEP_DAMPING
         } else {
             Ok(t)
@@ -91,30 +138,31 @@ impl SimpleBackend for DampedBackend {
 /// The embedded default model: FLUX.1's architecture at `size`, seeded weights (seed `seed`) with
 /// a damped timestep embedder, f32 on `device`.
 pub fn demo_model(size: DemoSize, seed: u64, device: &Device) -> Result<FluxTransformer2DModel> {
-    let cfg = Config {
-        in_channels: 64,
-        num_layers: size.double_blocks,
-        num_single_layers: size.single_blocks,
-        attention_head_dim: 64,
-        num_attention_heads: size.heads,
-        joint_attention_dim: 256,
-        pooled_projection_dim: 128,
-        guidance_embeds: false,
-        axes_dims_rope: vec![8, 28, 28],
-        ..Config::default()
-    };
     let vb = VarBuilder::from_backend(
         Box::new(DampedBackend(SeededBackend::new(seed))),
         DType::F32,
         device.clone(),
     );
-    Ok(
-        FluxTransformer2DModel::new(cfg, vb)?.with_sample_shape(SampleShape {
-            grid_h: size.grid,
-            grid_w: size.grid,
-            text_len: size.text_len,
-        }),
-    )
+    Ok(FluxTransformer2DModel::new(size.config(), vb)?.with_sample_shape(size.sample_shape()))
+}
+
+/// The weights [`demo_model`] builds, by diffusers name, so they can be saved as a checkpoint
+/// (`cachedit bench --export`) that diffusers and our loader read back.
+pub fn demo_weights(size: DemoSize, seed: u64, device: &Device) -> Result<HashMap<String, Tensor>> {
+    let (backend, record) = SeededBackend::recording(seed);
+    let vb = VarBuilder::from_backend(Box::new(backend), DType::F32, device.clone());
+    FluxTransformer2DModel::new(size.config(), vb)?;
+    let mut tensors = match record.lock() {
+        Ok(mut map) => std::mem::take(&mut *map),
+        Err(_) => candle_core::bail!("the weight recorder's lock was poisoned"),
+    };
+    // The recorder holds the undamped values; apply the damping `DampedBackend` applies.
+    for (name, t) in tensors.iter_mut() {
+        if name.starts_with(DAMPED_PREFIX) {
+            *t = (&*t * TIMESTEP_DAMPING)?;
+        }
+    }
+    Ok(tensors)
 }
 
 /// One timed generation.

@@ -16,18 +16,19 @@ pub struct DemoArgs {
     /// Seed of the weights, noise and conditioning.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Model size: `default` (hidden 256, 4+8 blocks, 256 image tokens) or `tiny` (for tests).
-    #[arg(long, default_value = "default", value_parser = ["default", "tiny"])]
+    /// Model size: `default` (hidden 256, 4+8 blocks, 256 image tokens), `tiny` (for tests) or
+    /// `large` (hidden 1024, 8+16 blocks, 1024 image + 512 text tokens: the benchmark size).
+    #[arg(long, default_value = "default", value_parser = ["default", "tiny", "large"])]
     pub size: String,
 }
 
 impl DemoArgs {
     /// The model size named by `--size`.
     pub fn demo_size(&self) -> DemoSize {
-        if self.size == "tiny" {
-            DemoSize::TINY
-        } else {
-            DemoSize::DEFAULT
+        match self.size.as_str() {
+            "tiny" => DemoSize::TINY,
+            "large" => DemoSize::LARGE,
+            _ => DemoSize::DEFAULT,
         }
     }
 }
@@ -59,7 +60,7 @@ pub fn run(args: &DefaultArgs) -> Result<()> {
     let blocks = size.double_blocks + size.single_blocks;
     println!(
         "cachedit: FLUX.1-architecture model, hidden {}, {} double + {} single blocks, {} image + {} text tokens, {} steps, f32 on CPU",
-        size.heads * 64,
+        size.heads * size.head_dim,
         size.double_blocks,
         size.single_blocks,
         size.grid * size.grid,

@@ -2,10 +2,52 @@
 //! out-projection) with its activations; other naming schemes (`w1/w2/w3`, `linear_1/2/3`,
 //! `gate_up_proj/down_proj`) and MoE are further constructors over the same forward.
 
-use candle_core::{Module, Result, Tensor};
+use candle_core::{CpuStorage, CustomOp1, DType, Layout, Module, Result, Shape, Tensor};
 use candle_nn::{Linear, VarBuilder};
 
-use super::linear;
+use super::{differentiable_ops, linear};
+
+/// `sqrt(2/π)`, the tanh approximation's scale.
+const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+
+/// GELU with the tanh approximation on f32 CPU tensors, as `x · sigmoid(2u)`, which equals
+/// `0.5·x·(1 + tanh(u))` (`u = sqrt(2/π)·(x + 0.044715·x³)`). Candle's `gelu` calls `tanhf`
+/// per element, which glibc computes through `expm1f`: that was about a fifth of the Flux
+/// baseline's CPU time. One `expf` per element is several times cheaper and agrees to float
+/// rounding.
+struct GeluTanhSigmoid;
+
+impl CustomOp1 for GeluTanhSigmoid {
+    fn name(&self) -> &'static str {
+        "gelu-tanh-sigmoid"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (CpuStorage::F32(data), Some((start, end))) = (storage, layout.contiguous_offsets()) else {
+            candle_core::bail!("gelu-tanh-sigmoid: expects a contiguous f32 tensor")
+        };
+        let out = data[start..end]
+            .iter()
+            .map(|&v| {
+                let u = SQRT_2_OVER_PI * v * (1.0 + 0.044_715 * v * v);
+                // exp overflows to +inf for very negative u, giving -0.0: GELU's limit.
+                v / (1.0 + (-2.0 * u).exp())
+            })
+            .collect();
+        Ok((CpuStorage::F32(out), layout.shape().clone()))
+    }
+}
+
+/// GELU with the tanh approximation (`gelu-approximate`, PyTorch's `approximate="tanh"`): a
+/// faster f32 CPU kernel where it applies, Candle's `gelu` otherwise (other dtypes and devices,
+/// and under [`super::DifferentiableOps`], since the fast kernel has no backward pass).
+pub fn gelu_tanh(x: &Tensor) -> Result<Tensor> {
+    if x.device().is_cpu() && x.dtype() == DType::F32 && !differentiable_ops() {
+        x.contiguous()?.apply_op1_no_bwd(&GeluTanhSigmoid)
+    } else {
+        x.gelu()
+    }
+}
 
 /// The activation of a feed-forward network (diffusers' `activation_fn`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,7 +73,7 @@ impl Activation {
     /// Applies the activation to the in-projection's output.
     pub fn apply(self, x: &Tensor) -> Result<Tensor> {
         match self {
-            Self::GeluTanh => x.gelu(),
+            Self::GeluTanh => gelu_tanh(x),
             Self::Gelu => x.gelu_erf(),
             Self::LinearSilu => candle_nn::ops::silu(x),
             Self::GeGlu | Self::SwiGlu => {
@@ -160,5 +202,31 @@ impl Module for FeedForward {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let h = self.activation.apply(&self.proj_in.forward(x)?)?;
         self.proj_out.forward(&h)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use candle_core::{Device, Tensor};
+
+    /// The fast kernel agrees with Candle's tanh formula over GELU's whole range, including the
+    /// tails where `exp` overflows.
+    #[test]
+    fn fast_gelu_matches_candle() {
+        let xs: Vec<f32> = (-4000..=4000)
+            .map(|i| i as f32 * 0.01)
+            .chain([-1e4, 1e4, 0.0])
+            .collect();
+        let x = Tensor::new(xs.as_slice(), &Device::Cpu).unwrap();
+        let fast = super::gelu_tanh(&x).unwrap().to_vec1::<f32>().unwrap();
+        let slow = x.gelu().unwrap().to_vec1::<f32>().unwrap();
+        for ((a, b), v) in fast.iter().zip(&slow).zip(&xs) {
+            assert!(
+                (a - b).abs() <= 1e-6 * (1.0 + v.abs()),
+                "x={v}: fast {a}, candle {b}"
+            );
+        }
     }
 }

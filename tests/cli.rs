@@ -119,7 +119,8 @@ fn cli_trace_matches_the_library_record_for_record() {
         scheduler: FlowMatchEuler {
             dynamic: Some(DynamicShift::FLUX),
             ..Default::default()
-        },
+        }
+        .into(),
         ..Default::default()
     };
     let lib_out = denoise(&model, latents.clone(), &cond, None, &opts, |_, _| {}).unwrap();
@@ -351,4 +352,26 @@ fn run_with_defaults_fits_the_tiny_models() {
     let o = cachedit(&["run", "--family", "AuraFlow", "--steps", "4", "--fn", "8"]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("Fn_compute_blocks"), "{}", stderr(&o));
+}
+
+/// `--scheduler ddim` swaps the sampler (the schedule's integer timesteps reach the trace's
+/// step count), and `--shift` with DDIM is refused.
+#[test]
+fn run_with_the_ddim_scheduler() {
+    let o = cachedit(&[
+        "run",
+        "--family",
+        "Flux",
+        "--steps",
+        "5",
+        "--scheduler",
+        "ddim",
+        "--fn",
+        "1",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("5 steps"), "{}", stdout(&o));
+    let o = cachedit(&["run", "--family", "Flux", "--scheduler", "ddim", "--shift", "3"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("--shift"), "{}", stderr(&o));
 }

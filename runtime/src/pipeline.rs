@@ -6,15 +6,15 @@ use candle_core::{Result, Tensor};
 
 use crate::api::{CfgLayout, refresh_context};
 use crate::denoiser::{Conditioning, Denoiser};
-use crate::flow_match::FlowMatchEuler;
+use crate::scheduler::Scheduler;
 
 /// Options of one generation.
 #[derive(Debug, Clone)]
 pub struct DenoiseOptions {
     /// Denoising steps.
     pub steps: usize,
-    /// The flow-matching sampler.
-    pub scheduler: FlowMatchEuler,
+    /// The sampler (flow matching or DDIM; `FlowMatchEuler` and `DdimConfig` convert with `into`).
+    pub scheduler: Scheduler,
     /// How CFG is run; `None` ignores `uncond`.
     pub cfg: CfgLayout,
     /// Classifier-free guidance scale (used with an unconditional input).
@@ -25,7 +25,7 @@ pub struct DenoiseOptions {
     /// Return every step's (guided) model output.
     pub save_steps: bool,
     /// Use these `steps + 1` sigmas as they are instead of the scheduler's (e.g. a schedule
-    /// exported from diffusers).
+    /// exported from diffusers; flow matching only).
     pub sigmas: Option<Vec<f64>>,
 }
 
@@ -33,7 +33,7 @@ impl Default for DenoiseOptions {
     fn default() -> Self {
         Self {
             steps: 28,
-            scheduler: FlowMatchEuler::default(),
+            scheduler: Scheduler::default(),
             cfg: CfgLayout::None,
             guidance_scale: 1.0,
             persistent: false,
@@ -50,11 +50,13 @@ pub struct DenoiseOutput {
     pub latents: Tensor,
     /// Each step's guided model output, when asked for.
     pub step_outputs: Vec<Tensor>,
-    /// The sigmas used (`steps + 1`, ending in 0).
+    /// The sigmas used (`steps + 1`, ending in 0; empty under DDIM).
     pub sigmas: Vec<f64>,
+    /// The model timestep of every step.
+    pub timesteps: Vec<f64>,
 }
 
-/// Denoises `latents` (pure noise at sigma 1) with `model`. `uncond` is the unconditional input
+/// Denoises `latents` (pure noise, scaled by 1 for both schedulers) with `model`. `uncond` is the unconditional input
 /// for CFG. `progress(step, total)` is called after every step.
 pub fn denoise<D: Denoiser + ?Sized>(
     model: &D,
@@ -68,15 +70,8 @@ pub fn denoise<D: Denoiser + ?Sized>(
         refresh_context(model);
     }
     let seq_len = latents.dims().get(1).copied().unwrap_or(1);
-    let sigmas = match &opts.sigmas {
-        Some(s) if s.len() == opts.steps + 1 => s.clone(),
-        Some(s) => candle_core::bail!(
-            "{} sigmas given for {} steps: expected steps + 1",
-            s.len(),
-            opts.steps
-        ),
-        None => opts.scheduler.sigmas(opts.steps, seq_len),
-    };
+    let plan = opts.scheduler.plan(opts.steps, seq_len, opts.sigmas.as_deref())?;
+    let timesteps = plan.timesteps();
     let batch = latents.dim(0)?;
     let (device, dtype) = (latents.device().clone(), latents.dtype());
     let batched_cond = match (opts.cfg, uncond) {
@@ -85,9 +80,8 @@ pub fn denoise<D: Denoiser + ?Sized>(
     };
     let mut x = latents;
     let mut step_outputs = Vec::new();
-    for i in 0..opts.steps {
-        let (sigma, next) = (sigmas[i], sigmas[i + 1]);
-        let t = |b: usize| Tensor::full(opts.scheduler.timestep(sigma) as f32, b, &device)?.to_dtype(dtype);
+    for (i, &timestep) in timesteps.iter().enumerate() {
+        let t = |b: usize| Tensor::full(timestep as f32, b, &device)?.to_dtype(dtype);
         let g = opts.guidance_scale;
         let v = match (opts.cfg, uncond) {
             (CfgLayout::Separate, Some(u)) => {
@@ -104,7 +98,7 @@ pub fn denoise<D: Denoiser + ?Sized>(
             }
             _ => model.predict(&x, &t(batch)?, cond)?,
         };
-        x = (&x + (&v * (next - sigma))?)?;
+        x = plan.step(i, &v, &x)?;
         if opts.save_steps {
             step_outputs.push(v);
         }
@@ -113,7 +107,8 @@ pub fn denoise<D: Denoiser + ?Sized>(
     Ok(DenoiseOutput {
         latents: x,
         step_outputs,
-        sigmas,
+        sigmas: plan.sigmas().to_vec(),
+        timesteps,
     })
 }
 

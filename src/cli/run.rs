@@ -7,9 +7,9 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use cachedit::{
     BuildRequest, CacheConfig, CacheOptions, CalibratorConfig, CfgLayout, Conditioning, ConfigSource,
-    DenoiseOptions, Denoiser, DynamicShift, FamilyEntry, FlowMatchEuler, SchedulerKind, WeightsSource,
-    denoise, disable_cache, enable_cache_with_options, load_configs, render_summary, seeded_normal,
-    set_tracing, summary, take_trace,
+    DenoiseOptions, Denoiser, FamilyEntry, FlowMatchEuler, Scheduler, SchedulerKind, WeightsSource, denoise,
+    disable_cache, enable_cache_with_options, load_configs, render_summary, seeded_normal, set_tracing,
+    summary, take_trace,
 };
 use candle_core::{DType, Device, Tensor};
 use serde_json::json;
@@ -33,6 +33,9 @@ pub struct RunArgs {
     /// `cfg: batched | separate`); `1` runs the conditional branch only.
     #[arg(long, default_value_t = 3.5)]
     guidance_scale: f64,
+    /// The sampler: `flow-match` or `ddim` (default: the family's, from registry.yaml).
+    #[arg(long, value_parser = ["flow-match", "ddim"])]
+    scheduler: Option<String>,
     /// A static flow-matching shift (SD3: 3.0) instead of Flux's resolution-dependent one.
     #[arg(long)]
     shift: Option<f64>,
@@ -277,13 +280,6 @@ pub fn run(args: &RunArgs) -> Result<()> {
     let device = device(&args.device)?;
     let dt = dtype(&args.dtype);
     let entry = family(&args.family)?;
-    if entry.scheduler != SchedulerKind::FlowMatchEuler {
-        bail!(
-            "--family {}: its scheduler ({:?}) is not available in `cachedit run` yet",
-            entry.name,
-            entry.scheduler
-        );
-    }
     let model = build_model(args, entry, dt, &device)?;
     let model = &*model;
     let (latents, cond, uncond, sigmas) = match &args.inputs {
@@ -331,15 +327,19 @@ pub fn run(args: &RunArgs) -> Result<()> {
         None => disable_cache(model),
     }
     set_tracing(model, true);
-    let scheduler = match args.shift {
-        Some(shift) => FlowMatchEuler {
+    let kind = match args.scheduler.as_deref() {
+        None => entry.scheduler,
+        Some("flow-match") => SchedulerKind::FlowMatchEuler,
+        Some(_) => SchedulerKind::Ddim,
+    };
+    let scheduler = match (kind, args.shift) {
+        (SchedulerKind::FlowMatchEuler, Some(shift)) => FlowMatchEuler {
             shift,
             ..Default::default()
-        },
-        None => FlowMatchEuler {
-            dynamic: Some(DynamicShift::FLUX),
-            ..Default::default()
-        },
+        }
+        .into(),
+        (SchedulerKind::Ddim, Some(_)) => bail!("--shift applies to the flow-matching scheduler only"),
+        (kind, None) => Scheduler::for_kind(kind),
     };
     let opts = DenoiseOptions {
         steps: args.steps,

@@ -122,7 +122,7 @@ mod tests {
     /// diffusers' sigmas for every configuration of `tools/reference/schedulers.py`.
     #[test]
     fn matches_diffusers_fixture() {
-        let text = include_str!("../tests/fixtures/schedulers.json");
+        let text = include_str!("../../tests/fixtures/schedulers.json");
         let cases: Vec<serde_json::Value> = serde_json::from_str(text).unwrap();
         for c in cases {
             let dynamic = c["dynamic"].as_bool().unwrap();

@@ -14,6 +14,7 @@ use cachedit::{
 use candle_core::{DType, Device, Tensor};
 use serde_json::json;
 
+use super::device::DeviceArgs;
 use super::plot;
 use super::progress::bar;
 
@@ -76,12 +77,8 @@ pub struct RunArgs {
     /// Seed of the weights, noise and conditioning.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// f32, bf16 or f16 (f32 on CPU is fastest).
-    #[arg(long, default_value = "f32", value_parser = ["f32", "bf16", "f16"])]
-    dtype: String,
-    /// cpu or cuda[:N] (cuda needs a build with `--features cuda`).
-    #[arg(long, default_value = "cpu")]
-    device: String,
+    #[command(flatten)]
+    hardware: DeviceArgs,
     /// A safetensors file with `latents` and the family's conditioning tensors, and optionally
     /// `sigmas` (steps + 1 values) or `timesteps` (steps values, sigma·1000).
     #[arg(long)]
@@ -98,35 +95,6 @@ pub struct RunArgs {
     /// Plot the per-step diffs against the threshold, cached steps marked, as PNG.
     #[arg(long)]
     plot: Option<PathBuf>,
-}
-
-pub fn device(spec: &str) -> Result<Device> {
-    match spec.split_once(':').map_or((spec, None), |(a, b)| (a, Some(b))) {
-        ("cpu", None) => Ok(Device::Cpu),
-        ("cuda", ordinal) => {
-            let n: usize = ordinal
-                .map(str::parse)
-                .transpose()
-                .context("--device cuda:N needs a number")?
-                .unwrap_or(0);
-            if cfg!(feature = "cuda") {
-                Ok(Device::new_cuda(n)?)
-            } else {
-                bail!(
-                    "--device {spec}: this binary was built without CUDA; build with `--features cuda` (see tools/gpu/build-cuda.sh)"
-                )
-            }
-        }
-        _ => bail!("--device {spec}: expected cpu, cuda or cuda:N"),
-    }
-}
-
-fn dtype(spec: &str) -> DType {
-    match spec {
-        "bf16" => DType::BF16,
-        "f16" => DType::F16,
-        _ => DType::F32,
-    }
 }
 
 /// The registry entry `--family` names: by class-name prefix as cache-dit looks families up,
@@ -277,8 +245,8 @@ fn read_inputs(
 }
 
 pub fn run(args: &RunArgs) -> Result<()> {
-    let device = device(&args.device)?;
-    let dt = dtype(&args.dtype);
+    let device = args.hardware.device()?;
+    let dt = args.hardware.dtype();
     let entry = family(&args.family)?;
     let model = build_model(args, entry, dt, &device)?;
     let model = &*model;

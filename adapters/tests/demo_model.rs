@@ -4,7 +4,6 @@
 //! allows for other CPUs' floating-point summation order. `CACHEDIT_BLESS=1` rewrites the
 //! fixture (after retraining the demo model).
 
-use cachedit_adapters::FamilyModel;
 use cachedit_adapters::demo::{DemoClass, demo_config, generate, load_demo_model};
 use candle_core::Device;
 

@@ -13,7 +13,7 @@ fn ssim_matches_scikit_image() {
     .unwrap();
     let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
     let cases = doc["cases"].as_array().unwrap();
-    assert_eq!(cases.len(), 4);
+    assert_eq!(cases.len(), 5);
     for case in cases {
         let floats = |key: &str| -> Vec<f32> {
             case[key]

@@ -55,6 +55,9 @@ def main():
     u = rng.integers(0, 256, (1, 12, 12)).astype(np.float32)
     v = np.clip(u + rng.integers(-20, 21, u.shape), 0, 255).astype(np.float32)
     cases.append(case("gray12_u8_range", u, v, 255.0))
+    # The busy pattern of the unit tests, in [0, 1], against an affine copy.
+    r = (np.arange(3 * 16 * 16) * 37 % 101 / 100.0).astype(np.float32).reshape(3, 16, 16)
+    cases.append(case("ramp_affine", r, (r * np.float32(0.8) + np.float32(0.1)).astype(np.float32), 1.0))
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps({"skimage": skimage.__version__, "cases": cases}, indent=None))
     print(f"wrote {OUT} ({len(cases)} cases)")

@@ -1,10 +1,13 @@
-//! The embedded default of the `cachedit` command: a Flux-architecture model, its inputs, and
-//! the baseline-vs-cached comparison it reports.
+//! The models of the `cachedit` command: the trained demo model's batched generation
+//! ([`generate_trained`]) for the main job, and Flux-architecture models with seeded weights at
+//! the `bench` sizes ([`demo_model`], [`generate`]), with the baseline-vs-cached figures both
+//! report.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use cachedit_adapters::FamilyModel;
+use cachedit_adapters::demo::{self as trained, DemoClass};
 use cachedit_adapters::families::flux::{Config, FluxTransformer2DModel};
 use cachedit_adapters::families::flux_pipeline::SampleShape;
 use cachedit_adapters::init::SeededBackend;
@@ -243,4 +246,61 @@ pub fn fidelity(base: &Tensor, x: &Tensor) -> Result<(f64, f64)> {
         10.0 * (range * range / mse).log10()
     };
     Ok((psnr, max_err))
+}
+
+/// The classes the main job draws: one per shape, each in a different colour.
+pub const TRAINED_CLASSES: [&str; 4] = ["red circle", "green square", "blue triangle", "yellow cross"];
+
+/// One timed generation of the trained demo model: a batch of one image per class.
+#[derive(Debug, Clone)]
+pub struct TrainedRun {
+    /// The run (final latents `(B, 64, 12)`, wall time, trace, statistics).
+    pub run: Run,
+    /// The images `(B, 3, 16, 16)`, values in about `[-1, 1]`.
+    pub images: Tensor,
+}
+
+/// Generates one image per entry of `classes` with the trained demo model
+/// (`cachedit_adapters::demo::load_demo_model`) in one batched denoising loop over the schedule
+/// it was trained for, from noise seeded by `seed`, with the cache configured by `options` (or
+/// none), reporting progress as `(step, total)`.
+pub fn generate_trained(
+    model: &FluxTransformer2DModel,
+    classes: &[DemoClass],
+    options: Option<&CacheOptions>,
+    steps: usize,
+    seed: u64,
+    progress: impl FnMut(usize, usize),
+) -> std::result::Result<TrainedRun, DemoError> {
+    match options {
+        Some(o) => enable_cache_with_options(model, o)?,
+        None => disable_cache(model),
+    }
+    let device = model.device().clone();
+    set_tracing(model, true);
+    let cond = trained::demo_conditioning(classes, &device)?;
+    let noise = seeded_normal(&model.latent_shape(classes.len()), seed, DType::F32, &device)?;
+    let start = Instant::now();
+    let out = denoise(
+        model,
+        noise,
+        &cond,
+        None,
+        &trained::demo_denoise_options(steps),
+        progress,
+    )?;
+    let wall = start.elapsed();
+    let trace = take_trace(model);
+    set_tracing(model, false);
+    let stats = summary(model);
+    let images = trained::unpack_images(&out.latents)?;
+    Ok(TrainedRun {
+        run: Run {
+            latents: out.latents,
+            wall,
+            trace,
+            stats,
+        },
+        images,
+    })
 }

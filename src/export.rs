@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use cachedit_adapters::FamilyModel;
 use cachedit_adapters::families::flux::FluxTransformer2DModel;
 use cachedit_adapters::loader::{self, LoadError};
 use cachedit_adapters::registry::FamilyModel;

@@ -57,6 +57,36 @@ fn default_command_reports_speedup_fidelity_and_summary() {
     }
 }
 
+/// The main job on the trained demo model (fewer steps, to keep the test short): pixel
+/// fidelity and a PNG grid of 2 rows × 4 classes of 16×16 images at scale 8 with 2-pixel gaps.
+#[test]
+fn default_command_on_the_trained_model_writes_a_grid() {
+    let dir = tempfile::tempdir().unwrap();
+    let png = dir.path().join("grid.png");
+    let o = cachedit(&["--steps", "10", "--warmup", "2", "--out", png.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    for want in [
+        "trained demo model",
+        "speedup",
+        "blocks computed",
+        "latent            PSNR",
+        "pixels            PSNR",
+        "SSIM",
+        "top row: baseline, bottom row: cached",
+        "Cache Steps",
+        "DBCache_F1B0_W2I1M0MC0",
+    ] {
+        assert!(out.contains(want), "missing {want:?} in:\n{out}");
+    }
+    let bytes = std::fs::read(&png).unwrap();
+    assert_eq!(&bytes[1..4], b"PNG");
+    // IHDR width and height: 4 columns and 2 rows of 128-pixel tiles, gaps between and around.
+    let width = u32::from_be_bytes(bytes[16..20].try_into().unwrap());
+    let height = u32::from_be_bytes(bytes[20..24].try_into().unwrap());
+    assert_eq!((width, height), (4 * 128 + 5 * 2, 2 * 128 + 3 * 2));
+}
+
 #[test]
 fn run_with_a_yaml_config_and_bad_inputs() {
     let dir = tempfile::tempdir().unwrap();

@@ -1,8 +1,12 @@
-//! The main job: baseline and cached generations on the embedded default, side by side.
+//! The main job: baseline and cached generations on the embedded trained demo model, side by
+//! side, with pixel-space fidelity and a PNG grid (or on seeded weights with `--size`).
+
+use std::path::PathBuf;
 
 use anyhow::{Context, Result};
+use cachedit::adapters::demo::{self as trained, DemoClass};
 use cachedit::demo::{self, DemoSize, TIMESTEP_DAMPING};
-use cachedit::{CacheConfig, CacheOptions, render_summary};
+use cachedit::{CacheConfig, CacheOptions, CalibratorConfig, render_summary};
 use candle_core::Device;
 
 use super::progress::bar;
@@ -36,30 +40,189 @@ impl DemoArgs {
 /// Options of the main job.
 #[derive(Debug, Clone, clap::Args)]
 pub struct DefaultArgs {
-    #[command(flatten)]
-    demo: DemoArgs,
-    /// Residual diff threshold of the cached run.
-    #[arg(long, default_value_t = 0.12)]
-    threshold: f64,
+    /// Denoising steps.
+    #[arg(long, default_value_t = 28)]
+    steps: usize,
+    /// Seed of the noise (and, with `--size`, of the seeded weights and conditioning).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Run on a model with seeded (untrained) weights of this size instead of the trained demo
+    /// model: `tiny` (for tests), `default` or `large` (the sizes of `cachedit bench`).
+    #[arg(long, value_parser = ["default", "tiny", "large"])]
+    size: Option<String>,
+    /// Where the trained model's PNG grid goes (top row baseline, bottom row cached).
+    #[arg(long, default_value = "cachedit-default.png")]
+    out: PathBuf,
+    /// Residual diff threshold of the cached run (default: 0.24 on the trained model, 0.12 on
+    /// seeded weights).
+    #[arg(long)]
+    threshold: Option<f64>,
     /// Fn compute blocks of the cached run.
     #[arg(long = "fn", default_value_t = 1)]
     fn_blocks: usize,
     /// Bn compute blocks of the cached run.
     #[arg(long = "bn", default_value_t = 0)]
     bn_blocks: usize,
-    /// Warmup steps of the cached run.
-    #[arg(long, default_value_t = 8)]
-    warmup: usize,
+    /// Warmup steps of the cached run (default: 4 on the trained model, 8 on seeded weights).
+    #[arg(long)]
+    warmup: Option<usize>,
+    /// TaylorSeer order for the cached run (0: off).
+    #[arg(long, default_value_t = 0)]
+    taylorseer: usize,
 }
 
+/// Defaults of the cached run on the trained model (see the README's caching table).
+const TRAINED_THRESHOLD: f64 = 0.24;
+const TRAINED_WARMUP: usize = 4;
+/// Defaults of the cached run on seeded weights.
+const SEEDED_THRESHOLD: f64 = 0.12;
+const SEEDED_WARMUP: usize = 8;
+
+impl DefaultArgs {
+    fn cache_options(&self, threshold: f64, warmup: usize) -> (CacheConfig, CacheOptions) {
+        let config = CacheConfig {
+            fn_compute_blocks: self.fn_blocks,
+            bn_compute_blocks: self.bn_blocks,
+            max_warmup_steps: self.warmup.unwrap_or(warmup),
+            residual_diff_threshold: self.threshold.unwrap_or(threshold),
+            enable_separate_cfg: Some(false),
+            ..Default::default()
+        };
+        let options = CacheOptions {
+            cache: config.clone(),
+            calibrator: (self.taylorseer > 0).then(|| CalibratorConfig::taylorseer(self.taylorseer)),
+            modifiers: Vec::new(),
+        };
+        (config, options)
+    }
+}
+
+/// Runs the main job: on the trained demo model, or on seeded weights with `--size`.
 pub fn run(args: &DefaultArgs) -> Result<()> {
+    match &args.size {
+        Some(size) => run_seeded(args, size),
+        None => run_trained(args),
+    }
+}
+
+fn print_timing(
+    config: &CacheConfig,
+    base: &demo::Run,
+    cached: &demo::Run,
+    steps: usize,
+    blocks: usize,
+    fn_bn: usize,
+) {
+    let fraction = demo::computed_fraction(&cached.trace, blocks, fn_bn);
+    let cached_steps: Vec<usize> = cached.trace.iter().filter(|r| r.cached).map(|r| r.step).collect();
+    let speedup = base.wall.as_secs_f64() / cached.wall.as_secs_f64().max(1e-9);
+    println!();
+    println!("config            {}", config.strify());
+    println!("baseline          {:>8.3} s", base.wall.as_secs_f64());
+    println!("cached            {:>8.3} s", cached.wall.as_secs_f64());
+    println!("speedup           {speedup:>8.2}x");
+    println!(
+        "blocks computed   {:>8.1} %  ({} of {} steps cached: {:?})",
+        fraction * 100.0,
+        cached_steps.len(),
+        steps,
+        cached_steps
+    );
+}
+
+fn run_trained(args: &DefaultArgs) -> Result<()> {
     let device = Device::Cpu;
-    let size = args.demo.demo_size();
-    let (steps, seed) = (args.demo.steps, args.demo.seed);
-    let model = demo::demo_model(size, seed, &device).context("building the embedded default model")?;
+    let steps = args.steps;
+    let model = trained::load_demo_model(&device).context("loading the embedded trained demo model")?;
+    let cfg = model.config().clone();
+    let classes = demo::TRAINED_CLASSES
+        .iter()
+        .map(|name| DemoClass::parse(name).with_context(|| format!("demo class {name:?}")))
+        .collect::<Result<Vec<_>>>()?;
+    println!(
+        "cachedit: trained demo model (FLUX.1 architecture, hidden {}, {} double + {} single blocks, {} image + {} text tokens: \
+{s}x{s} RGB shapes in {p}x{p}-pixel patches), {steps} Euler steps, f32 on CPU",
+        cfg.num_attention_heads * cfg.attention_head_dim,
+        cfg.num_layers,
+        cfg.num_single_layers,
+        trained::GRID * trained::GRID,
+        trained::TEXT_LEN,
+        s = trained::dataset::IMAGE_SIZE,
+        p = trained::PATCH,
+    );
+    println!(
+        "  weights: trained by cachedit on its procedural shapes (adapters/assets/demo, embedded); one batch of {} samples: {}; noise seed {}",
+        classes.len(),
+        demo::TRAINED_CLASSES.join(", "),
+        args.seed
+    );
+    let (config, options) = args.cache_options(TRAINED_THRESHOLD, TRAINED_WARMUP);
+
+    let pb = bar("baseline", steps);
+    let base = demo::generate_trained(&model, &classes, None, steps, args.seed, |i, _| {
+        pb.set_position(i as u64)
+    })?;
+    pb.finish_and_clear();
+    let pb = bar("cached", steps);
+    let cached = demo::generate_trained(&model, &classes, Some(&options), steps, args.seed, |i, _| {
+        pb.set_position(i as u64)
+    })?;
+    pb.finish_and_clear();
+
+    let blocks = cfg.num_layers + cfg.num_single_layers;
+    print_timing(
+        &config,
+        &base.run,
+        &cached.run,
+        steps,
+        blocks,
+        args.fn_blocks + args.bn_blocks,
+    );
+    if options.calibrator.is_some() {
+        println!("calibrator        TaylorSeer, order {}", args.taylorseer);
+    }
+    let (psnr, max_err) = demo::fidelity(&base.run.latents, &cached.run.latents)?;
+    println!(
+        "latent            PSNR {psnr:.2} dB, max abs error {max_err:.4} (final latents, cached vs baseline, over the baseline's range)"
+    );
+    // Pixels are the latents unpacked (no VAE), clamped to the image range [-1, 1] as the
+    // PNG shows them; PSNR and SSIM use data range 2.
+    let clamp = |t: &candle_core::Tensor| t.clamp(-1f32, 1f32);
+    let (pb_img, pc_img) = (clamp(&base.images)?, clamp(&cached.images)?);
+    let pixel_psnr = trained::image::psnr_tensors(&pb_img, &pc_img, 2.0)?;
+    let pixel_ssim = trained::ssim::ssim_tensors(&pb_img, &pc_img, 2.0)?;
+    println!(
+        "pixels            PSNR {pixel_psnr:.2} dB, SSIM {pixel_ssim:.4} (images in [-1, 1], data range 2, f64; mean SSIM over the {} samples)",
+        classes.len()
+    );
+    let mut tiles = trained::image::tensor_to_images(&pb_img)?;
+    tiles.extend(trained::image::tensor_to_images(&pc_img)?);
+    trained::image::grid(&tiles, classes.len(), 8, 2)
+        .save_png(&args.out)
+        .with_context(|| format!("writing {}", args.out.display()))?;
+    println!(
+        "image             {} (top row: baseline, bottom row: cached; columns: {})",
+        args.out.display(),
+        demo::TRAINED_CLASSES.join(", ")
+    );
+    println!();
+    print!("{}", render_summary(&cached.run.stats));
+    Ok(())
+}
+
+fn run_seeded(args: &DefaultArgs, size: &str) -> Result<()> {
+    let device = Device::Cpu;
+    let demo_args = DemoArgs {
+        steps: args.steps,
+        seed: args.seed,
+        size: size.to_string(),
+    };
+    let size = demo_args.demo_size();
+    let (steps, seed) = (args.steps, args.seed);
+    let model = demo::demo_model(size, seed, &device).context("building the seeded-weights model")?;
     let blocks = size.double_blocks + size.single_blocks;
     println!(
-        "cachedit: FLUX.1-architecture model, hidden {}, {} double + {} single blocks, {} image + {} text tokens, {} steps, f32 on CPU",
+        "cachedit: FLUX.1-architecture model with SEEDED (untrained) weights, hidden {}, {} double + {} single blocks, {} image + {} text tokens, {} steps, f32 on CPU",
         size.heads * size.head_dim,
         size.double_blocks,
         size.single_blocks,
@@ -69,19 +232,10 @@ pub fn run(args: &DefaultArgs) -> Result<()> {
     );
     println!(
         "  weights: seeded (seed {}) with the timestep embedder damped x{TIMESTEP_DAMPING} so features drift smoothly between steps, \
-as a trained model's do (random weights would decorrelate every step and nothing would cache)",
+as a trained model's do (random weights would decorrelate every step and nothing would cache); no images",
         seed
     );
-
-    let config = CacheConfig {
-        fn_compute_blocks: args.fn_blocks,
-        bn_compute_blocks: args.bn_blocks,
-        max_warmup_steps: args.warmup,
-        residual_diff_threshold: args.threshold,
-        enable_separate_cfg: Some(false),
-        ..Default::default()
-    };
-    let options = CacheOptions::from(config.clone());
+    let (config, options) = args.cache_options(SEEDED_THRESHOLD, SEEDED_WARMUP);
 
     let pb = bar("baseline", steps);
     let base = demo::generate(&model, None, steps, seed, &device, |i, _| {
@@ -94,23 +248,15 @@ as a trained model's do (random weights would decorrelate every step and nothing
     })?;
     pb.finish_and_clear();
 
-    let (psnr, max_err) = demo::fidelity(&base.latents, &cached.latents)?;
-    let fraction = demo::computed_fraction(&cached.trace, blocks, args.fn_blocks + args.bn_blocks);
-    let cached_steps: Vec<usize> = cached.trace.iter().filter(|r| r.cached).map(|r| r.step).collect();
-    let speedup = base.wall.as_secs_f64() / cached.wall.as_secs_f64().max(1e-9);
-
-    println!();
-    println!("config            {}", config.strify());
-    println!("baseline          {:>8.2} s", base.wall.as_secs_f64());
-    println!("cached            {:>8.2} s", cached.wall.as_secs_f64());
-    println!("speedup           {speedup:>8.2}x");
-    println!(
-        "blocks computed   {:>8.1} %  ({} of {} steps cached: {:?})",
-        fraction * 100.0,
-        cached_steps.len(),
+    print_timing(
+        &config,
+        &base,
+        &cached,
         steps,
-        cached_steps
+        blocks,
+        args.fn_blocks + args.bn_blocks,
     );
+    let (psnr, max_err) = demo::fidelity(&base.latents, &cached.latents)?;
     println!(
         "fidelity          PSNR {psnr:.2} dB, max abs error {max_err:.4} (final latent, cached vs baseline)"
     );

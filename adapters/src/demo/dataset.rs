@@ -1,14 +1,17 @@
 //! The demo data set: coloured shapes on a dark background, drawn procedurally from a seed.
 //!
-//! Every image is `3 × 32 × 32` RGB in `[-1, 1]`: one shape (circle, square, triangle or cross)
-//! in one of four colours at a random position and size. The class is the `(shape, colour)` pair.
+//! Every image is `3 × 16 × 16` RGB in `[-1, 1]`: one large, roughly centred shape (circle,
+//! square, triangle or cross) in one of four colours, with a modest jitter of position and size.
+//! The class is the `(shape, colour)` pair. The variance is deliberately small: a first version
+//! drew shapes anywhere at any size in 32×32 and a 470k-parameter model trained for minutes only
+//! learned the colours, not the shapes.
 
 use candle_core::{Device, Result, Tensor};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 /// Image side in pixels.
-pub const IMAGE_SIZE: usize = 32;
+pub const IMAGE_SIZE: usize = 16;
 
 /// The shapes of the data set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -144,13 +147,18 @@ impl DemoClass {
     }
 }
 
-/// Draws one image of `class` with its own position and size from `rng`: `3 × 32 × 32`
+/// Half-size range of the shapes in pixels (of [`IMAGE_SIZE`]).
+const RADIUS: std::ops::Range<f32> = 5.0..6.5;
+/// Largest offset of a shape's centre from the image centre, in pixels.
+const JITTER: f32 = 1.0;
+
+/// Draws one image of `class` with its own position and size from `rng`: `3 × 16 × 16`
 /// channel-major values in `[-1, 1]`. Edges are anti-aliased by 4×4 supersampling.
 pub fn draw(class: DemoClass, rng: &mut StdRng) -> Vec<f32> {
-    let n = IMAGE_SIZE as f32;
-    let r: f32 = rng.random_range(6.0..11.0);
-    let cx: f32 = rng.random_range(r + 1.0..n - r - 1.0);
-    let cy: f32 = rng.random_range(r + 1.0..n - r - 1.0);
+    let half = IMAGE_SIZE as f32 / 2.0;
+    let r: f32 = rng.random_range(RADIUS);
+    let cx: f32 = half + rng.random_range(-JITTER..JITTER);
+    let cy: f32 = half + rng.random_range(-JITTER..JITTER);
     let fg = class.colour.rgb();
     let mut out = vec![0f32; 3 * IMAGE_SIZE * IMAGE_SIZE];
     const SS: usize = 4;
@@ -173,7 +181,7 @@ pub fn draw(class: DemoClass, rng: &mut StdRng) -> Vec<f32> {
     out
 }
 
-/// A batch of `batch` images `(batch, 3, 32, 32)` in `[-1, 1]` with their class indices, drawn
+/// A batch of `batch` images `(batch, 3, 16, 16)` in `[-1, 1]` with their class indices, drawn
 /// deterministically from `seed` (classes uniform).
 pub fn batch(batch: usize, seed: u64, device: &Device) -> Result<(Tensor, Vec<usize>)> {
     let mut rng = StdRng::seed_from_u64(seed);
@@ -228,7 +236,7 @@ mod tests {
                 .filter(|&p| (0..3).all(|c| (img[c * plane + p] - BACKGROUND[c]).abs() < 1e-6))
                 .count();
             assert!(
-                inside > 20 && outside > 300,
+                inside > 20 && outside > 80,
                 "{}: {inside} {outside}",
                 class.name()
             );

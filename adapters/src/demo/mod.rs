@@ -2,21 +2,23 @@
 //! procedurally drawn coloured shapes, so a default run shows real images and realistic
 //! caching behaviour without downloading anything.
 //!
-//! - [`dataset`]: the shapes data set (`3 × 32 × 32` RGB in `[-1, 1]`, 16 classes).
+//! - [`dataset`]: the shapes data set (`3 × 16 × 16` RGB in `[-1, 1]`, 16 classes).
 //! - [`train`]: rectified-flow training ([`train_demo`]).
 //! - [`image`]: PNG writing, image grids, loss plots, PSNR.
+//! - [`ssim`]: structural similarity (Wang et al.), in floating point.
 //!
-//! There is no VAE: images are packed into 4×4-pixel patches (`8 × 8 = 64` tokens of 48
-//! channels), and a class is turned into `encoder_hidden_states` / `pooled_projections` by a
+//! There is no VAE: images are packed into 2×2-pixel patches (`8 × 8 = 64` tokens of 12
+//! channels; 4×4 patches of 32×32 images left visible patch artefacts), and a class is turned into `encoder_hidden_states` / `pooled_projections` by a
 //! fixed seeded projection of its shape and colour one-hots (no text encoder).
 //!
 //! The trained weights are embedded in the binary ([`load_demo_model`]).
 
 pub mod dataset;
 pub mod image;
+pub mod ssim;
 pub mod train;
 
-use cachedit_runtime::{Conditioning, Denoiser, refresh_context, seeded_normal};
+use cachedit_runtime::{Conditioning, DenoiseOptions, Denoiser, denoise, seeded_normal};
 use candle_core::{DType, Device, Result, Tensor};
 
 pub use dataset::{Colour, DemoClass, Shape};
@@ -28,9 +30,9 @@ use crate::families::flux_pipeline::{SampleShape, names};
 use crate::loader::{self, Checkpoint, LoadError};
 use crate::registry::FamilyModel;
 
-/// Pixels per patch side: 4×4 RGB pixels make one 48-channel token.
-pub const PATCH: usize = 4;
-/// Tokens per image side (`32 / 4`).
+/// Pixels per patch side: 2×2 RGB pixels make one 12-channel token.
+pub const PATCH: usize = 2;
+/// Tokens per image side (`16 / 2`).
 pub const GRID: usize = dataset::IMAGE_SIZE / PATCH;
 /// Conditioning ("text") tokens per sample.
 pub const TEXT_LEN: usize = 4;
@@ -44,7 +46,7 @@ const DEMO_WEIGHTS: &[u8] = include_bytes!("../../assets/demo/diffusion_pytorch_
 const DEMO_CONFIG: &str = include_str!("../../assets/demo/config.json");
 
 /// The demo architecture: FLUX.1 blocks at width 64 (2 heads × 32), 2 double + 2 single
-/// blocks, 48-channel tokens, 32-wide conditioning, no guidance embedding.
+/// blocks, 12-channel tokens, 32-wide conditioning, no guidance embedding.
 pub fn demo_config() -> Config {
     Config {
         patch_size: 1,
@@ -131,12 +133,12 @@ pub fn demo_conditioning(classes: &[DemoClass], device: &Device) -> Result<Condi
         .with(names::TXT_IDS, text_ids(TEXT_LEN, device)?))
 }
 
-/// Packs images `(B, 3, 32, 32)` into tokens `(B, 64, 48)`.
+/// Packs images `(B, 3, 16, 16)` into tokens `(B, 64, 12)`.
 pub fn pack_images(images: &Tensor) -> Result<Tensor> {
     pack_latents(images, PATCH)
 }
 
-/// Unpacks tokens `(B, 64, 48)` back to images `(B, 3, 32, 32)` (values in about `[-1, 1]`).
+/// Unpacks tokens `(B, 64, 12)` back to images `(B, 3, 16, 16)` (values in about `[-1, 1]`).
 pub fn unpack_images(latents: &Tensor) -> Result<Tensor> {
     unpack_latents(latents, dataset::IMAGE_SIZE, dataset::IMAGE_SIZE, PATCH)
 }
@@ -147,29 +149,38 @@ pub fn euler_sigmas(steps: usize) -> Vec<f64> {
     (0..=n).map(|i| 1.0 - i as f64 / n as f64).collect()
 }
 
-/// Flow-matching Euler sampling: starting from `noise` (latents at σ = 1), for each step
-/// `x ← x + (σ_next − σ) · v(x, σ·1000)`. Calls [`refresh_context`] first so an attached cache
-/// starts fresh. Returns the final latents (σ = 0).
+/// The denoising options of a demo generation: flow-matching Euler over [`euler_sigmas`] (the
+/// schedule the model was trained for: no shift), no CFG.
+pub fn demo_denoise_options(steps: usize) -> DenoiseOptions {
+    DenoiseOptions {
+        steps,
+        sigmas: Some(euler_sigmas(steps)),
+        ..Default::default()
+    }
+}
+
+/// Flow-matching Euler sampling with the runtime's [`denoise`] loop: starting from `noise`
+/// (latents at σ = 1) over [`euler_sigmas`], with a fresh cache context. Returns the final
+/// latents (σ = 0).
 pub fn sample_euler<M: Denoiser + ?Sized>(
     model: &M,
     noise: &Tensor,
     cond: &Conditioning,
     steps: usize,
 ) -> Result<Tensor> {
-    refresh_context(model);
-    let sigmas = euler_sigmas(steps);
-    let (b, device) = (noise.dim(0)?, noise.device());
-    let mut x = noise.clone();
-    for w in sigmas.windows(2) {
-        let t = Tensor::full((w[0] * 1000.0) as f32, b, device)?;
-        let v = model.predict(&x, &t, cond)?;
-        x = (x + (v * (w[1] - w[0]))?)?;
-    }
-    Ok(x)
+    let out = denoise(
+        model,
+        noise.clone(),
+        cond,
+        None,
+        &demo_denoise_options(steps),
+        |_, _| {},
+    )?;
+    Ok(out.latents)
 }
 
 /// Generates one image per entry of `classes` with the demo model in `steps` Euler steps from
-/// noise seeded by `seed`: images `(B, 3, 32, 32)` in about `[-1, 1]`
+/// noise seeded by `seed`: images `(B, 3, 16, 16)` in about `[-1, 1]`
 /// (see [`image::tensor_to_images`]).
 pub fn generate(
     model: &FluxTransformer2DModel,
@@ -187,29 +198,13 @@ pub fn generate(
 mod tests {
     use super::*;
 
-    #[test]
-    fn committed_weights_load_and_generation_is_deterministic() -> Result<()> {
-        let model = load_demo_model(&Device::Cpu).map_err(candle_core::Error::wrap)?;
-        assert_eq!(model.config(), &demo_config());
-        let classes = [
-            DemoClass::parse("red circle").unwrap(),
-            DemoClass::parse("blue cross").unwrap(),
-        ];
-        let a = generate(&model, &classes, 4, 11)?;
-        let b = generate(&model, &classes, 4, 11)?;
-        assert_eq!(a.dims(), &[2, 3, 32, 32]);
-        assert_eq!(
-            a.flatten_all()?.to_vec1::<f32>()?,
-            b.flatten_all()?.to_vec1::<f32>()?
-        );
-        Ok(())
-    }
+    // The committed weights are tested in `tests/demo_model.rs` (load, determinism, values).
 
     #[test]
     fn pack_unpack_round_trip_and_sigmas() -> Result<()> {
         let (images, _) = dataset::batch(2, 1, &Device::Cpu)?;
         let tokens = pack_images(&images)?;
-        assert_eq!(tokens.dims(), &[2, GRID * GRID, 48]);
+        assert_eq!(tokens.dims(), &[2, GRID * GRID, 3 * PATCH * PATCH]);
         let back = unpack_images(&tokens)?;
         assert_eq!(
             back.flatten_all()?.to_vec1::<f32>()?,

@@ -43,10 +43,10 @@ impl Default for TrainOptions {
     /// The settings the committed demo weights were trained with.
     fn default() -> Self {
         Self {
-            steps: 900,
+            steps: 500,
             batch_size: 16,
-            learning_rate: 1e-3,
-            warmup_steps: 100,
+            learning_rate: 2e-3,
+            warmup_steps: 50,
             seed: 0,
             out_dir: None,
         }

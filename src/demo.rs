@@ -141,9 +141,19 @@ impl SimpleBackend for DampedBackend {
 /// The embedded default model: FLUX.1's architecture at `size`, seeded weights (seed `seed`) with
 /// a damped timestep embedder, f32 on `device`.
 pub fn demo_model(size: DemoSize, seed: u64, device: &Device) -> Result<FluxTransformer2DModel> {
+    demo_model_in(size, seed, DType::F32, device)
+}
+
+/// [`demo_model`] in `dtype` (bf16/f16 for GPUs): the same seeded values, rounded once.
+pub fn demo_model_in(
+    size: DemoSize,
+    seed: u64,
+    dtype: DType,
+    device: &Device,
+) -> Result<FluxTransformer2DModel> {
     let vb = VarBuilder::from_backend(
         Box::new(DampedBackend(SeededBackend::new(seed))),
-        DType::F32,
+        dtype,
         device.clone(),
     );
     Ok(FluxTransformer2DModel::new(size.config(), vb)?.with_sample_shape(size.sample_shape()))

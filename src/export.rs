@@ -67,6 +67,20 @@ impl BenchInputs {
         })
     }
 
+    /// The same inputs with the latents and the conditioning tensors in `dtype` (the model's),
+    /// the schedule unchanged.
+    pub fn to_dtype(&self, dtype: DType) -> candle_core::Result<Self> {
+        let mut cond = Conditioning::new();
+        for (name, t) in self.cond.iter() {
+            cond.insert(name.clone(), t.to_dtype(dtype)?);
+        }
+        Ok(Self {
+            latents: self.latents.to_dtype(dtype)?,
+            cond,
+            sigmas: self.sigmas.clone(),
+        })
+    }
+
     /// Writes the inputs as safetensors: `latents`, the conditioning tensors by name, and
     /// `sigmas` in f64.
     pub fn save(&self, path: &Path) -> Result<(), ExportError> {

@@ -405,3 +405,27 @@ fn run_with_the_ddim_scheduler() {
     assert!(!o.status.success());
     assert!(stderr(&o).contains("--shift"), "{}", stderr(&o));
 }
+
+/// `bench --dtype bf16` builds the model and its inputs in bf16 (the GPU precision) and runs the
+/// grid; `--device cuda` on a CPU-only build is a clear error.
+#[test]
+fn bench_in_bf16_and_cuda_without_the_feature() {
+    let o = cachedit(&[
+        "bench",
+        "--size",
+        "tiny",
+        "--steps",
+        "8",
+        "--only",
+        "F1B0 R0.12",
+        "--dtype",
+        "bf16",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("F1B0 R0.12"), "{}", stdout(&o));
+    if !cfg!(feature = "cuda") {
+        let o = cachedit(&["bench", "--size", "tiny", "--device", "cuda"]);
+        assert!(!o.status.success());
+        assert!(stderr(&o).contains("--features cuda"), "{}", stderr(&o));
+    }
+}

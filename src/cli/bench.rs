@@ -16,7 +16,7 @@
 
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use cachedit::adapters::families::flux::FluxTransformer2DModel;
 use cachedit::demo::{self, Run};
 use cachedit::export::{self, BenchInputs};
@@ -24,10 +24,11 @@ use cachedit::{
     CacheConfig, CacheOptions, CalibratorConfig, DenoiseOptions, MaskPolicy, denoise, disable_cache,
     enable_cache_with_options, set_tracing, steps_mask, summary, take_trace,
 };
-use candle_core::Device;
+use candle_core::DType;
 use serde_json::json;
 
 use super::default_job::DemoArgs;
+use super::device::DeviceArgs;
 use super::progress::bar;
 
 /// Options of `cachedit bench`.
@@ -35,6 +36,8 @@ use super::progress::bar;
 pub struct BenchArgs {
     #[command(flatten)]
     demo: DemoArgs,
+    #[command(flatten)]
+    hardware: DeviceArgs,
     /// Only F1B0 at three thresholds (a quick check).
     #[arg(long)]
     quick: bool,
@@ -163,7 +166,11 @@ fn blocks_run(run: &Run, blocks: usize, fn_bn: usize) -> usize {
 }
 
 pub fn run(args: &BenchArgs) -> Result<()> {
-    let device = Device::Cpu;
+    let device = args.hardware.device()?;
+    let dtype = args.hardware.dtype();
+    if args.export.is_some() && dtype != DType::F32 {
+        bail!("--export writes the f32 checkpoint PyTorch reads; run it with --dtype f32");
+    }
     let size = args.demo.demo_size();
     let model = match &args.export {
         Some(dir) => {
@@ -172,11 +179,11 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             println!("wrote {} (and read it back)", dir.display());
             m
         }
-        None => demo::demo_model(size, args.demo.seed, &device)?,
+        None => demo::demo_model_in(size, args.demo.seed, dtype, &device)?,
     };
     let n = size.double_blocks + size.single_blocks;
     let s = args.demo.steps;
-    let inputs = BenchInputs::seeded(&model, s, args.demo.seed, &device)?;
+    let inputs = BenchInputs::seeded(&model, s, args.demo.seed, &device)?.to_dtype(dtype)?;
     if let Some(dir) = &args.export {
         let path = dir.join(export::INPUTS_NAME);
         inputs.save(&path)?;

@@ -200,7 +200,8 @@ pub fn generate<D: Denoiser + ?Sized>(
         scheduler: FlowMatchEuler {
             dynamic: Some(DynamicShift::FLUX),
             ..Default::default()
-        },
+        }
+        .into(),
         ..Default::default()
     };
     let start = Instant::now();

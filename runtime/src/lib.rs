@@ -19,7 +19,6 @@ pub mod denoiser;
 pub mod diff;
 pub mod engine;
 pub mod error;
-pub mod flow_match;
 pub mod handle;
 pub mod load_configs;
 pub mod mask;
@@ -30,6 +29,9 @@ pub mod pattern;
 pub mod pipeline;
 pub mod prune;
 pub mod registry;
+pub mod scheduler;
+/// The flow-matching sampler (moved into [`scheduler`]; this path is kept for existing users).
+pub use scheduler::flow_match;
 pub mod stats;
 pub mod store;
 
@@ -45,7 +47,6 @@ pub use context::{Branch, CacheContext, Decision, Reason};
 pub use denoiser::{Conditioning, Denoiser};
 pub use engine::CallRecord;
 pub use error::{ConfigError, MaskError};
-pub use flow_match::{DynamicShift, FlowMatchEuler, SigmaSpacing};
 pub use handle::CacheHandle;
 pub use load_configs::{LoadConfigError, LoadedConfig, load_configs, load_configs_str};
 pub use mask::{MaskPolicy, steps_mask, steps_mask_from_bins};
@@ -56,6 +57,10 @@ pub use pipeline::{DenoiseOptions, DenoiseOutput, denoise};
 pub use registry::{
     BlockListDecl, BuildRequest, ConfigSource, FamilyEntry, RegistryError, SchedulerKind, StaticBlockLists,
     WeightsSource, lookup, supported_pipelines,
+};
+pub use scheduler::{
+    BetaSchedule, Ddim, DdimConfig, DynamicShift, FlowMatchEuler, PredictionType, Schedule, Scheduler,
+    SchedulerError, SigmaSpacing, TimestepSpacing,
 };
 pub use stats::{CacheStats, DiffStatistics, render_summary};
 

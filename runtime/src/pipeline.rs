@@ -6,15 +6,15 @@ use candle_core::{Result, Tensor};
 
 use crate::api::{CfgLayout, refresh_context};
 use crate::denoiser::{Conditioning, Denoiser};
-use crate::flow_match::FlowMatchEuler;
+use crate::scheduler::Scheduler;
 
 /// Options of one generation.
 #[derive(Debug, Clone)]
 pub struct DenoiseOptions {
     /// Denoising steps.
     pub steps: usize,
-    /// The flow-matching sampler.
-    pub scheduler: FlowMatchEuler,
+    /// The sampler: flow-matching Euler or DDIM.
+    pub scheduler: Scheduler,
     /// How CFG is run; `None` ignores `uncond`.
     pub cfg: CfgLayout,
     /// Classifier-free guidance scale (used with an unconditional input).
@@ -25,20 +25,25 @@ pub struct DenoiseOptions {
     /// Return every step's (guided) model output.
     pub save_steps: bool,
     /// Use these `steps + 1` sigmas as they are instead of the scheduler's (e.g. a schedule
-    /// exported from diffusers).
+    /// exported from diffusers). Flow matching only.
     pub sigmas: Option<Vec<f64>>,
+    /// Use these `steps` model timesteps as they are instead of the scheduler's (DDIM: training
+    /// timesteps; flow matching: `sigma · 1000`, ending at sigma 0). `sigmas` wins if both are
+    /// given.
+    pub timesteps: Option<Vec<f64>>,
 }
 
 impl Default for DenoiseOptions {
     fn default() -> Self {
         Self {
             steps: 28,
-            scheduler: FlowMatchEuler::default(),
+            scheduler: Scheduler::default(),
             cfg: CfgLayout::None,
             guidance_scale: 1.0,
             persistent: false,
             save_steps: false,
             sigmas: None,
+            timesteps: None,
         }
     }
 }
@@ -50,11 +55,14 @@ pub struct DenoiseOutput {
     pub latents: Tensor,
     /// Each step's guided model output, when asked for.
     pub step_outputs: Vec<Tensor>,
-    /// The sigmas used (`steps + 1`, ending in 0).
+    /// The flow-matching sigmas used (`steps + 1`, ending in 0); empty for DDIM.
     pub sigmas: Vec<f64>,
+    /// The model timestep of every step.
+    pub timesteps: Vec<f64>,
 }
 
-/// Denoises `latents` (pure noise at sigma 1) with `model`. `uncond` is the unconditional input
+/// Denoises `latents` (pure noise, already scaled by the scheduler's `init_noise_sigma`, which is
+/// 1 for both schedulers) with `model`. `uncond` is the unconditional input
 /// for CFG. `progress(step, total)` is called after every step.
 pub fn denoise<D: Denoiser + ?Sized>(
     model: &D,
@@ -68,15 +76,22 @@ pub fn denoise<D: Denoiser + ?Sized>(
         refresh_context(model);
     }
     let seq_len = latents.dims().get(1).copied().unwrap_or(1);
-    let sigmas = match &opts.sigmas {
-        Some(s) if s.len() == opts.steps + 1 => s.clone(),
-        Some(s) => candle_core::bail!(
-            "{} sigmas given for {} steps: expected steps + 1",
-            s.len(),
+    let sched = &opts.scheduler;
+    let schedule = match (&opts.sigmas, &opts.timesteps) {
+        (Some(s), _) => sched.schedule_from_sigmas(s),
+        (None, Some(t)) => sched.schedule_from_timesteps(t),
+        (None, None) => sched.schedule(opts.steps, seq_len),
+    }
+    .map_err(candle_core::Error::wrap)?;
+    if schedule.len() != opts.steps {
+        candle_core::bail!(
+            "the given schedule has {} steps, {} asked for (sigmas: steps + 1 values; timesteps: \
+             steps values)",
+            schedule.len(),
             opts.steps
-        ),
-        None => opts.scheduler.sigmas(opts.steps, seq_len),
-    };
+        );
+    }
+    let timesteps = schedule.timesteps();
     let batch = latents.dim(0)?;
     let (device, dtype) = (latents.device().clone(), latents.dtype());
     let batched_cond = match (opts.cfg, uncond) {
@@ -85,9 +100,8 @@ pub fn denoise<D: Denoiser + ?Sized>(
     };
     let mut x = latents;
     let mut step_outputs = Vec::new();
-    for i in 0..opts.steps {
-        let (sigma, next) = (sigmas[i], sigmas[i + 1]);
-        let t = |b: usize| Tensor::full(opts.scheduler.timestep(sigma) as f32, b, &device)?.to_dtype(dtype);
+    for (i, &timestep) in timesteps.iter().enumerate() {
+        let t = |b: usize| Tensor::full(timestep as f32, b, &device)?.to_dtype(dtype);
         let g = opts.guidance_scale;
         let v = match (opts.cfg, uncond) {
             (CfgLayout::Separate, Some(u)) => {
@@ -104,7 +118,7 @@ pub fn denoise<D: Denoiser + ?Sized>(
             }
             _ => model.predict(&x, &t(batch)?, cond)?,
         };
-        x = (&x + (&v * (next - sigma))?)?;
+        x = schedule.step(i, &v, &x).map_err(candle_core::Error::wrap)?;
         if opts.save_steps {
             step_outputs.push(v);
         }
@@ -113,7 +127,8 @@ pub fn denoise<D: Denoiser + ?Sized>(
     Ok(DenoiseOutput {
         latents: x,
         step_outputs,
-        sigmas,
+        sigmas: schedule.sigmas().map(<[f64]>::to_vec).unwrap_or_default(),
+        timesteps,
     })
 }
 

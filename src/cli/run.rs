@@ -7,9 +7,9 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use cachedit::{
     BuildRequest, CacheConfig, CacheOptions, CalibratorConfig, CfgLayout, Conditioning, ConfigSource,
-    DenoiseOptions, Denoiser, DynamicShift, FamilyEntry, FlowMatchEuler, SchedulerKind, WeightsSource,
-    denoise, disable_cache, enable_cache_with_options, load_configs, render_summary, seeded_normal,
-    set_tracing, summary, take_trace,
+    DenoiseOptions, Denoiser, FamilyEntry, FlowMatchEuler, Scheduler, SchedulerKind, WeightsSource, denoise,
+    disable_cache, enable_cache_with_options, load_configs, render_summary, seeded_normal, set_tracing,
+    summary, take_trace,
 };
 use candle_core::{DType, Device, Tensor};
 use serde_json::json;
@@ -33,6 +33,10 @@ pub struct RunArgs {
     /// `cfg: batched | separate`); `1` runs the conditional branch only.
     #[arg(long, default_value_t = 3.5)]
     guidance_scale: f64,
+    /// The sampler: `flow-match` (Euler) or `ddim` (DiT's DDIM config); default: the family's
+    /// registry `scheduler`.
+    #[arg(long, value_parser = ["flow-match", "ddim"])]
+    scheduler: Option<String>,
     /// A static flow-matching shift (SD3: 3.0) instead of Flux's resolution-dependent one.
     #[arg(long)]
     shift: Option<f64>,
@@ -80,7 +84,8 @@ pub struct RunArgs {
     #[arg(long, default_value = "cpu")]
     device: String,
     /// A safetensors file with `latents` and the family's conditioning tensors, and optionally
-    /// `sigmas` (steps + 1 values) or `timesteps` (steps values, sigma·1000).
+    /// `sigmas` (steps + 1 values, flow matching) or `timesteps` (steps values: sigma·1000 for
+    /// flow matching, training timesteps for DDIM).
     #[arg(long)]
     inputs: Option<PathBuf>,
     /// Write the final latent (`latents`) here, as safetensors.
@@ -223,6 +228,9 @@ fn cache_options(args: &RunArgs) -> Result<Option<CacheOptions>> {
     Ok(Some(options))
 }
 
+/// A schedule from `--inputs`: its `sigmas` and `timesteps`, used as they are.
+type ScheduleOverride = (Option<Vec<f64>>, Option<Vec<f64>>);
+
 /// Reads `--inputs`: the latents, conditioning tensors, the unconditional ones (named
 /// `uncond.<name>`; none: no CFG) and an optional schedule.
 #[allow(clippy::type_complexity)]
@@ -230,27 +238,18 @@ fn read_inputs(
     path: &PathBuf,
     device: &Device,
     dt: DType,
-) -> Result<(Tensor, Conditioning, Option<Conditioning>, Option<Vec<f64>>)> {
+) -> Result<(Tensor, Conditioning, Option<Conditioning>, ScheduleOverride)> {
     let tensors: HashMap<String, Tensor> = candle_core::safetensors::load(path, device)
         .with_context(|| format!("reading --inputs {}", path.display()))?;
     let mut cond = Conditioning::new();
     let mut uncond: Option<Conditioning> = None;
-    let (mut latents, mut sigmas) = (None, None);
+    let (mut latents, mut sigmas, mut timesteps) = (None, None, None);
     for (name, t) in tensors {
         match name.as_str() {
             "latents" => latents = Some(t.to_dtype(dt)?),
             "sigmas" => sigmas = Some(t.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?),
-            "timesteps" => {
-                let mut s: Vec<f64> = t
-                    .to_dtype(DType::F64)?
-                    .flatten_all()?
-                    .to_vec1::<f64>()?
-                    .iter()
-                    .map(|x| x / 1000.0)
-                    .collect();
-                s.push(0.0);
-                sigmas.get_or_insert(s);
-            }
+            // The scheduler turns these into its schedule (flow matching: sigma = t / 1000).
+            "timesteps" => timesteps = Some(t.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?),
             _ => match name.strip_prefix("uncond.") {
                 Some(base) => {
                     uncond.get_or_insert_with(Conditioning::new).insert(base, t);
@@ -270,30 +269,43 @@ fn read_inputs(
             }
         }
     }
-    Ok((latents, cond, uncond, sigmas))
+    Ok((latents, cond, uncond, (sigmas, timesteps)))
+}
+
+/// The sampler of `--scheduler` (default: the family's registry one); `--shift` makes flow
+/// matching's shift static.
+fn scheduler(args: &RunArgs, entry: &FamilyEntry) -> Result<Scheduler> {
+    let kind = match args.scheduler.as_deref() {
+        Some(name) => {
+            SchedulerKind::from_name(name).with_context(|| format!("unknown --scheduler {name}"))?
+        }
+        None => entry.scheduler,
+    };
+    match (kind, args.shift) {
+        (SchedulerKind::FlowMatchEuler, Some(shift)) => Ok(FlowMatchEuler {
+            shift,
+            ..Default::default()
+        }
+        .into()),
+        (SchedulerKind::Ddim, Some(_)) => bail!("--shift is a flow-matching option; the scheduler is DDIM"),
+        (kind, None) => Ok(Scheduler::for_kind(kind)),
+    }
 }
 
 pub fn run(args: &RunArgs) -> Result<()> {
     let device = device(&args.device)?;
     let dt = dtype(&args.dtype);
     let entry = family(&args.family)?;
-    if entry.scheduler != SchedulerKind::FlowMatchEuler {
-        bail!(
-            "--family {}: its scheduler ({:?}) is not available in `cachedit run` yet",
-            entry.name,
-            entry.scheduler
-        );
-    }
     let model = build_model(args, entry, dt, &device)?;
     let model = &*model;
-    let (latents, cond, uncond, sigmas) = match &args.inputs {
+    let (latents, cond, uncond, (sigmas, timesteps)) = match &args.inputs {
         Some(p) => read_inputs(p, &device, dt)?,
         None => (
             seeded_normal(&model.latent_shape(1), args.seed, dt, &device)?,
             model.synthetic_conditioning(1, args.seed, &device)?,
             // A different seed: what the negative (empty) prompt's embeddings would be.
             Some(model.synthetic_conditioning(1, args.seed ^ 0x00c0_ffee, &device)?),
-            None,
+            (None, None),
         ),
     };
     // The call layout the registry declares; CFG only with an unconditional input and a scale
@@ -331,16 +343,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
         None => disable_cache(model),
     }
     set_tracing(model, true);
-    let scheduler = match args.shift {
-        Some(shift) => FlowMatchEuler {
-            shift,
-            ..Default::default()
-        },
-        None => FlowMatchEuler {
-            dynamic: Some(DynamicShift::FLUX),
-            ..Default::default()
-        },
-    };
+    let scheduler = scheduler(args, entry)?;
     let opts = DenoiseOptions {
         steps: args.steps,
         scheduler,
@@ -348,6 +351,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
         guidance_scale: args.guidance_scale,
         save_steps: args.save_steps,
         sigmas,
+        timesteps,
         ..Default::default()
     };
     let pb = bar("run", args.steps);

@@ -1,5 +1,5 @@
 //! The cachedit runtime: the block contract, the DBCache and DBPrune engines, calibrators,
-//! configs, statistics.
+//! configs, statistics, and the [`scheduler`]s and denoising [`pipeline`] that drive a model.
 //!
 //! A model keeps each list of transformer blocks as a [`BlockList`] and calls its
 //! [`BlockList::forward`] instead of looping over the blocks. Without a cache that is the plain

@@ -205,6 +205,7 @@ fn ddim_denoise_matches_a_diffusers_loop() {
     assert_eq!(out.timesteps, want_ts);
     assert!(out.sigmas.is_empty());
     let err = max_abs_err(&to_f64(&out.latents), &want, "final latents");
+    println!("DDIM denoise vs diffusers loop: max abs error {err:.1e}");
     assert!(err < 1e-5, "max error {err}");
     // The same loop from the timesteps given as an override.
     let opts = DenoiseOptions {

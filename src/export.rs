@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use cachedit_adapters::families::flux::FluxTransformer2DModel;
 use cachedit_adapters::loader::{self, LoadError};
+use cachedit_adapters::registry::FamilyModel;
 use cachedit_runtime::{Conditioning, Denoiser, DynamicShift, FlowMatchEuler, seeded_normal};
 use candle_core::{DType, Device, Tensor};
 

@@ -70,6 +70,34 @@ pub trait FamilyModel: Denoiser + StaticBlockLists + Sized + 'static {
     }
 }
 
+/// Implements [`FamilyModel`] for a model built by `Self::new(cfg, vb)` whose generation size is
+/// its `sample` field: one definition instead of the same five items per family.
+/// `tiny_sample = EXPR` gives the tiny config a small generation size.
+#[macro_export]
+macro_rules! family_model {
+    ($model:ty, config = $config:ty, sample = $sample:ty $(, tiny_sample = $tiny:expr)? $(,)?) => {
+        impl $crate::registry::FamilyModel for $model {
+            type Config = $config;
+            type SampleShape = $sample;
+            fn build(cfg: $config, vb: ::candle_nn::VarBuilder) -> ::candle_core::Result<Self> {
+                Self::new(cfg, vb)
+            }
+            fn sample_shape(&self) -> $sample {
+                self.sample
+            }
+            fn sample_shape_mut(&mut self) -> &mut $sample {
+                &mut self.sample
+            }
+            $(
+                /// A small generation size: the tiny config is for tests and quick runs.
+                fn tiny_sample_shape() -> Option<$sample> {
+                    Some($tiny)
+                }
+            )?
+        }
+    };
+}
+
 /// A published config of `M`: its name and constructor.
 pub type NamedConfig<M> = (&'static str, fn() -> <M as FamilyModel>::Config);
 

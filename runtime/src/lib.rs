@@ -1,5 +1,5 @@
 //! The cachedit runtime: the block contract, the DBCache and DBPrune engines, calibrators,
-//! configs, statistics, and the [`scheduler`]s and denoising [`pipeline`] that drive a model.
+//! configs, statistics.
 //!
 //! A model keeps each list of transformer blocks as a [`BlockList`] and calls its
 //! [`BlockList::forward`] instead of looping over the blocks. Without a cache that is the plain
@@ -30,8 +30,6 @@ pub mod pipeline;
 pub mod prune;
 pub mod registry;
 pub mod scheduler;
-/// The flow-matching sampler (moved into [`scheduler`]; this path is kept for existing users).
-pub use scheduler::flow_match;
 pub mod stats;
 pub mod store;
 
@@ -59,8 +57,8 @@ pub use registry::{
     WeightsSource, lookup, supported_pipelines,
 };
 pub use scheduler::{
-    BetaSchedule, Ddim, DdimConfig, DynamicShift, FlowMatchEuler, PredictionType, Schedule, Scheduler,
-    SchedulerError, SigmaSpacing, TimestepSpacing,
+    BetaSchedule, Ddim, DdimConfig, DynamicShift, FlowMatchEuler, PredictionType, Scheduler, SchedulerError,
+    SigmaSpacing, TimestepSpacing,
 };
 pub use stats::{CacheStats, DiffStatistics, render_summary};
 

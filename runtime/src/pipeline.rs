@@ -13,7 +13,7 @@ use crate::scheduler::Scheduler;
 pub struct DenoiseOptions {
     /// Denoising steps.
     pub steps: usize,
-    /// The sampler: flow-matching Euler or DDIM.
+    /// The sampler (flow matching or DDIM; `FlowMatchEuler` and `DdimConfig` convert with `into`).
     pub scheduler: Scheduler,
     /// How CFG is run; `None` ignores `uncond`.
     pub cfg: CfgLayout,
@@ -25,12 +25,8 @@ pub struct DenoiseOptions {
     /// Return every step's (guided) model output.
     pub save_steps: bool,
     /// Use these `steps + 1` sigmas as they are instead of the scheduler's (e.g. a schedule
-    /// exported from diffusers). Flow matching only.
+    /// exported from diffusers; flow matching only).
     pub sigmas: Option<Vec<f64>>,
-    /// Use these `steps` model timesteps as they are instead of the scheduler's (DDIM: training
-    /// timesteps; flow matching: `sigma · 1000`, ending at sigma 0). `sigmas` wins if both are
-    /// given.
-    pub timesteps: Option<Vec<f64>>,
 }
 
 impl Default for DenoiseOptions {
@@ -43,7 +39,6 @@ impl Default for DenoiseOptions {
             persistent: false,
             save_steps: false,
             sigmas: None,
-            timesteps: None,
         }
     }
 }
@@ -55,14 +50,13 @@ pub struct DenoiseOutput {
     pub latents: Tensor,
     /// Each step's guided model output, when asked for.
     pub step_outputs: Vec<Tensor>,
-    /// The flow-matching sigmas used (`steps + 1`, ending in 0); empty for DDIM.
+    /// The sigmas used (`steps + 1`, ending in 0; empty under DDIM).
     pub sigmas: Vec<f64>,
     /// The model timestep of every step.
     pub timesteps: Vec<f64>,
 }
 
-/// Denoises `latents` (pure noise, already scaled by the scheduler's `init_noise_sigma`, which is
-/// 1 for both schedulers) with `model`. `uncond` is the unconditional input
+/// Denoises `latents` (pure noise, scaled by 1 for both schedulers) with `model`. `uncond` is the unconditional input
 /// for CFG. `progress(step, total)` is called after every step.
 pub fn denoise<D: Denoiser + ?Sized>(
     model: &D,
@@ -76,22 +70,8 @@ pub fn denoise<D: Denoiser + ?Sized>(
         refresh_context(model);
     }
     let seq_len = latents.dims().get(1).copied().unwrap_or(1);
-    let sched = &opts.scheduler;
-    let schedule = match (&opts.sigmas, &opts.timesteps) {
-        (Some(s), _) => sched.schedule_from_sigmas(s),
-        (None, Some(t)) => sched.schedule_from_timesteps(t),
-        (None, None) => sched.schedule(opts.steps, seq_len),
-    }
-    .map_err(candle_core::Error::wrap)?;
-    if schedule.len() != opts.steps {
-        candle_core::bail!(
-            "the given schedule has {} steps, {} asked for (sigmas: steps + 1 values; timesteps: \
-             steps values)",
-            schedule.len(),
-            opts.steps
-        );
-    }
-    let timesteps = schedule.timesteps();
+    let plan = opts.scheduler.plan(opts.steps, seq_len, opts.sigmas.as_deref())?;
+    let timesteps = plan.timesteps();
     let batch = latents.dim(0)?;
     let (device, dtype) = (latents.device().clone(), latents.dtype());
     let batched_cond = match (opts.cfg, uncond) {
@@ -118,7 +98,7 @@ pub fn denoise<D: Denoiser + ?Sized>(
             }
             _ => model.predict(&x, &t(batch)?, cond)?,
         };
-        x = schedule.step(i, &v, &x).map_err(candle_core::Error::wrap)?;
+        x = plan.step(i, &v, &x)?;
         if opts.save_steps {
             step_outputs.push(v);
         }
@@ -127,7 +107,7 @@ pub fn denoise<D: Denoiser + ?Sized>(
     Ok(DenoiseOutput {
         latents: x,
         step_outputs,
-        sigmas: schedule.sigmas().map(<[f64]>::to_vec).unwrap_or_default(),
+        sigmas: plan.sigmas().to_vec(),
         timesteps,
     })
 }

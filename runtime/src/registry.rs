@@ -31,7 +31,6 @@ use crate::config::CacheConfig;
 use crate::denoiser::Denoiser;
 use crate::modifier::CacheConfigPatch;
 use crate::pattern::ForwardPattern;
-use crate::scheduler::Scheduler;
 
 /// The crate whose registrations come first (cache-dit's own families, in its order).
 pub const PRIMARY_CRATE: &str = "cachedit-adapters";
@@ -43,20 +42,6 @@ pub enum SchedulerKind {
     FlowMatchEuler,
     /// DDIM (`DDIMScheduler` and its relatives): PixArt, DiT, CogVideoX, ...
     Ddim,
-}
-
-impl SchedulerKind {
-    /// The kind of a `registry.yaml` spelling (`flow_match_euler` or `ddim`) or of the CLI's
-    /// (`flow-match`, `ddim`); `None` for anything else.
-    pub fn from_name(name: &str) -> Option<Self> {
-        match name {
-            "flow_match_euler" | "flow-match" | "flow_match" | "flow-match-euler" => {
-                Some(Self::FlowMatchEuler)
-            }
-            "ddim" => Some(Self::Ddim),
-            _ => None,
-        }
-    }
 }
 
 /// One cached block list as `registry.yaml` declares it.
@@ -155,11 +140,6 @@ pub struct FamilyEntry {
 inventory::collect!(FamilyEntry);
 
 impl FamilyEntry {
-    /// The sampler of the family's `scheduler:` key, configured as [`Scheduler::for_kind`] does.
-    pub fn default_scheduler(&self) -> Scheduler {
-        Scheduler::for_kind(self.scheduler)
-    }
-
     /// The family's default cache options, as a patch over `CacheConfig::default()`.
     pub fn defaults(&self) -> Result<CacheConfigPatch, RegistryError> {
         serde_json::from_str(self.defaults_json).map_err(|e| RegistryError::InvalidDefaults {

@@ -1,5 +1,8 @@
-//! `cachedit bench`: the baseline and a grid of cache configurations on the embedded default
-//! model, measured in one process, as a table and JSON.
+//! `cachedit bench`: the baseline and a grid of cache configurations on the seeded demo model
+//! (`--size default|tiny|large`), measured in one process, as a table and JSON (with the thread
+//! count and each run's cached steps). `--export DIR` writes the model as a diffusers folder and
+//! its inputs, for `tools/reference/bench_torch.py` to run the same generation with PyTorch and
+//! cache-dit (BENCHMARKS.md).
 //!
 //! The overhead ratio compares a cached run with the time its computed blocks should take. A
 //! run's time is modelled as `E + b·blocks_run`: `E` is what no cache can skip (embedders, final
@@ -7,7 +10,9 @@
 //! the same process: the baseline (`N·S` block executions) and an always-cached run (`F1B0`,
 //! threshold 1, warmup 1: `N + S - 1`). Ideal = `E + b·(blocks the config ran)`; overhead ratio
 //! = measured / ideal. Engine costs inside the always-cached run (the diff is skipped there, the
-//! residual add is not) are folded into `E`, so the ratio slightly understates them.
+//! residual add is not) are folded into `E`, so the ratio slightly understates them. The model
+//! is fitted twice, on wall time and on the process's CPU time: on a shared machine the CPU
+//! time leaves out the time other processes held the cores.
 
 use std::time::Instant;
 

@@ -3,6 +3,7 @@
 
 mod bench;
 mod default_job;
+mod device;
 mod plot;
 mod progress;
 mod run;

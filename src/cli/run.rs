@@ -14,6 +14,7 @@ use cachedit::{
 use candle_core::{DType, Device, Tensor};
 use serde_json::json;
 
+use super::device::DeviceArgs;
 use super::plot;
 use super::progress::bar;
 
@@ -33,8 +34,7 @@ pub struct RunArgs {
     /// `cfg: batched | separate`); `1` runs the conditional branch only.
     #[arg(long, default_value_t = 3.5)]
     guidance_scale: f64,
-    /// The sampler: `flow-match` (Euler) or `ddim` (DiT's DDIM config); default: the family's
-    /// registry `scheduler`.
+    /// The sampler: `flow-match` or `ddim` (default: the family's, from registry.yaml).
     #[arg(long, value_parser = ["flow-match", "ddim"])]
     scheduler: Option<String>,
     /// A static flow-matching shift (SD3: 3.0) instead of Flux's resolution-dependent one.
@@ -77,15 +77,10 @@ pub struct RunArgs {
     /// Seed of the weights, noise and conditioning.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// f32, bf16 or f16 (f32 on CPU is fastest).
-    #[arg(long, default_value = "f32", value_parser = ["f32", "bf16", "f16"])]
-    dtype: String,
-    /// cpu or cuda[:N] (cuda needs a build with `--features cuda`).
-    #[arg(long, default_value = "cpu")]
-    device: String,
+    #[command(flatten)]
+    hardware: DeviceArgs,
     /// A safetensors file with `latents` and the family's conditioning tensors, and optionally
-    /// `sigmas` (steps + 1 values, flow matching) or `timesteps` (steps values: sigma·1000 for
-    /// flow matching, training timesteps for DDIM).
+    /// `sigmas` (steps + 1 values) or `timesteps` (steps values, sigma·1000).
     #[arg(long)]
     inputs: Option<PathBuf>,
     /// Write the final latent (`latents`) here, as safetensors.
@@ -100,35 +95,6 @@ pub struct RunArgs {
     /// Plot the per-step diffs against the threshold, cached steps marked, as PNG.
     #[arg(long)]
     plot: Option<PathBuf>,
-}
-
-pub fn device(spec: &str) -> Result<Device> {
-    match spec.split_once(':').map_or((spec, None), |(a, b)| (a, Some(b))) {
-        ("cpu", None) => Ok(Device::Cpu),
-        ("cuda", ordinal) => {
-            let n: usize = ordinal
-                .map(str::parse)
-                .transpose()
-                .context("--device cuda:N needs a number")?
-                .unwrap_or(0);
-            if cfg!(feature = "cuda") {
-                Ok(Device::new_cuda(n)?)
-            } else {
-                bail!(
-                    "--device {spec}: this binary was built without CUDA; build with `--features cuda` (see tools/gpu/build-cuda.sh)"
-                )
-            }
-        }
-        _ => bail!("--device {spec}: expected cpu, cuda or cuda:N"),
-    }
-}
-
-fn dtype(spec: &str) -> DType {
-    match spec {
-        "bf16" => DType::BF16,
-        "f16" => DType::F16,
-        _ => DType::F32,
-    }
 }
 
 /// The registry entry `--family` names: by class-name prefix as cache-dit looks families up,
@@ -228,9 +194,6 @@ fn cache_options(args: &RunArgs) -> Result<Option<CacheOptions>> {
     Ok(Some(options))
 }
 
-/// A schedule from `--inputs`: its `sigmas` and `timesteps`, used as they are.
-type ScheduleOverride = (Option<Vec<f64>>, Option<Vec<f64>>);
-
 /// Reads `--inputs`: the latents, conditioning tensors, the unconditional ones (named
 /// `uncond.<name>`; none: no CFG) and an optional schedule.
 #[allow(clippy::type_complexity)]
@@ -238,18 +201,27 @@ fn read_inputs(
     path: &PathBuf,
     device: &Device,
     dt: DType,
-) -> Result<(Tensor, Conditioning, Option<Conditioning>, ScheduleOverride)> {
+) -> Result<(Tensor, Conditioning, Option<Conditioning>, Option<Vec<f64>>)> {
     let tensors: HashMap<String, Tensor> = candle_core::safetensors::load(path, device)
         .with_context(|| format!("reading --inputs {}", path.display()))?;
     let mut cond = Conditioning::new();
     let mut uncond: Option<Conditioning> = None;
-    let (mut latents, mut sigmas, mut timesteps) = (None, None, None);
+    let (mut latents, mut sigmas) = (None, None);
     for (name, t) in tensors {
         match name.as_str() {
             "latents" => latents = Some(t.to_dtype(dt)?),
             "sigmas" => sigmas = Some(t.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?),
-            // The scheduler turns these into its schedule (flow matching: sigma = t / 1000).
-            "timesteps" => timesteps = Some(t.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?),
+            "timesteps" => {
+                let mut s: Vec<f64> = t
+                    .to_dtype(DType::F64)?
+                    .flatten_all()?
+                    .to_vec1::<f64>()?
+                    .iter()
+                    .map(|x| x / 1000.0)
+                    .collect();
+                s.push(0.0);
+                sigmas.get_or_insert(s);
+            }
             _ => match name.strip_prefix("uncond.") {
                 Some(base) => {
                     uncond.get_or_insert_with(Conditioning::new).insert(base, t);
@@ -269,43 +241,23 @@ fn read_inputs(
             }
         }
     }
-    Ok((latents, cond, uncond, (sigmas, timesteps)))
-}
-
-/// The sampler of `--scheduler` (default: the family's registry one); `--shift` makes flow
-/// matching's shift static.
-fn scheduler(args: &RunArgs, entry: &FamilyEntry) -> Result<Scheduler> {
-    let kind = match args.scheduler.as_deref() {
-        Some(name) => {
-            SchedulerKind::from_name(name).with_context(|| format!("unknown --scheduler {name}"))?
-        }
-        None => entry.scheduler,
-    };
-    match (kind, args.shift) {
-        (SchedulerKind::FlowMatchEuler, Some(shift)) => Ok(FlowMatchEuler {
-            shift,
-            ..Default::default()
-        }
-        .into()),
-        (SchedulerKind::Ddim, Some(_)) => bail!("--shift is a flow-matching option; the scheduler is DDIM"),
-        (kind, None) => Ok(Scheduler::for_kind(kind)),
-    }
+    Ok((latents, cond, uncond, sigmas))
 }
 
 pub fn run(args: &RunArgs) -> Result<()> {
-    let device = device(&args.device)?;
-    let dt = dtype(&args.dtype);
+    let device = args.hardware.device()?;
+    let dt = args.hardware.dtype();
     let entry = family(&args.family)?;
     let model = build_model(args, entry, dt, &device)?;
     let model = &*model;
-    let (latents, cond, uncond, (sigmas, timesteps)) = match &args.inputs {
+    let (latents, cond, uncond, sigmas) = match &args.inputs {
         Some(p) => read_inputs(p, &device, dt)?,
         None => (
             seeded_normal(&model.latent_shape(1), args.seed, dt, &device)?,
             model.synthetic_conditioning(1, args.seed, &device)?,
             // A different seed: what the negative (empty) prompt's embeddings would be.
             Some(model.synthetic_conditioning(1, args.seed ^ 0x00c0_ffee, &device)?),
-            (None, None),
+            None,
         ),
     };
     // The call layout the registry declares; CFG only with an unconditional input and a scale
@@ -343,7 +295,20 @@ pub fn run(args: &RunArgs) -> Result<()> {
         None => disable_cache(model),
     }
     set_tracing(model, true);
-    let scheduler = scheduler(args, entry)?;
+    let kind = match args.scheduler.as_deref() {
+        None => entry.scheduler,
+        Some("flow-match") => SchedulerKind::FlowMatchEuler,
+        Some(_) => SchedulerKind::Ddim,
+    };
+    let scheduler = match (kind, args.shift) {
+        (SchedulerKind::FlowMatchEuler, Some(shift)) => FlowMatchEuler {
+            shift,
+            ..Default::default()
+        }
+        .into(),
+        (SchedulerKind::Ddim, Some(_)) => bail!("--shift applies to the flow-matching scheduler only"),
+        (kind, None) => Scheduler::for_kind(kind),
+    };
     let opts = DenoiseOptions {
         steps: args.steps,
         scheduler,
@@ -351,7 +316,6 @@ pub fn run(args: &RunArgs) -> Result<()> {
         guidance_scale: args.guidance_scale,
         save_steps: args.save_steps,
         sigmas,
-        timesteps,
         ..Default::default()
     };
     let pb = bar("run", args.steps);

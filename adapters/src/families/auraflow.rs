@@ -368,16 +368,4 @@ impl StaticBlockLists for AuraFlowTransformer2DModel {
         &[("single_transformer_blocks", ForwardPattern::Pattern_3)];
 }
 
-impl crate::registry::FamilyModel for AuraFlowTransformer2DModel {
-    type Config = Config;
-    type SampleShape = SampleShape;
-    fn build(cfg: Config, vb: VarBuilder) -> Result<Self> {
-        Self::new(cfg, vb)
-    }
-    fn sample_shape(&self) -> SampleShape {
-        self.sample
-    }
-    fn sample_shape_mut(&mut self) -> &mut SampleShape {
-        &mut self.sample
-    }
-}
+crate::family_model!(AuraFlowTransformer2DModel, config = Config, sample = SampleShape);

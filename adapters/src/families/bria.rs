@@ -461,16 +461,8 @@ impl cachedit_runtime::StaticBlockLists for BriaTransformer2DModel {
     };
 }
 
-impl crate::registry::FamilyModel for BriaTransformer2DModel {
-    type Config = Config;
-    type SampleShape = super::flux_pipeline::SampleShape;
-    fn build(cfg: Config, vb: candle_nn::VarBuilder) -> Result<Self> {
-        Self::new(cfg, vb)
-    }
-    fn sample_shape(&self) -> Self::SampleShape {
-        self.sample
-    }
-    fn sample_shape_mut(&mut self) -> &mut Self::SampleShape {
-        &mut self.sample
-    }
-}
+crate::family_model!(
+    BriaTransformer2DModel,
+    config = Config,
+    sample = super::flux_pipeline::SampleShape
+);

@@ -411,19 +411,11 @@ impl StaticBlockLists for FluxTransformer2DModel {
         &[("transformer_blocks", ForwardPattern::Pattern_1)];
 }
 
-impl crate::registry::FamilyModel for FluxTransformer2DModel {
-    type Config = Config;
-    type SampleShape = super::flux_pipeline::SampleShape;
-    fn build(cfg: Config, vb: VarBuilder) -> Result<Self> {
-        Self::new(cfg, vb)
-    }
-    fn sample_shape(&self) -> Self::SampleShape {
-        self.sample
-    }
-    fn sample_shape_mut(&mut self) -> &mut Self::SampleShape {
-        &mut self.sample
-    }
-}
+crate::family_model!(
+    FluxTransformer2DModel,
+    config = Config,
+    sample = super::flux_pipeline::SampleShape
+);
 
 // Written by hand rather than derived: the list layout is chosen at run time.
 impl CachedTransformer for FluxTransformer2DModel {

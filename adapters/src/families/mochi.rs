@@ -363,25 +363,14 @@ impl cachedit_runtime::StaticBlockLists for MochiTransformer3DModel {
     };
 }
 
-impl crate::registry::FamilyModel for MochiTransformer3DModel {
-    type Config = Config;
-    type SampleShape = VideoSampleShape;
-    fn build(cfg: Config, vb: candle_nn::VarBuilder) -> Result<Self> {
-        Self::new(cfg, vb)
+crate::family_model!(
+    MochiTransformer3DModel,
+    config = Config,
+    sample = VideoSampleShape,
+    tiny_sample = VideoSampleShape {
+        frames: 2,
+        height: 8,
+        width: 8,
+        text_len: 8,
     }
-    fn sample_shape(&self) -> Self::SampleShape {
-        self.sample
-    }
-    fn sample_shape_mut(&mut self) -> &mut Self::SampleShape {
-        &mut self.sample
-    }
-    /// A few frames/tokens: the tiny config is for tests and quick runs.
-    fn tiny_sample_shape() -> Option<Self::SampleShape> {
-        Some(VideoSampleShape {
-            frames: 2,
-            height: 8,
-            width: 8,
-            text_len: 8,
-        })
-    }
-}
+);

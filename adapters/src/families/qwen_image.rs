@@ -504,16 +504,4 @@ impl StaticBlockLists for QwenImageTransformer2DModel {
         &[("transformer_blocks", ForwardPattern::Pattern_1)];
 }
 
-impl crate::registry::FamilyModel for QwenImageTransformer2DModel {
-    type Config = Config;
-    type SampleShape = SampleShape;
-    fn build(cfg: Config, vb: VarBuilder) -> Result<Self> {
-        Self::new(cfg, vb)
-    }
-    fn sample_shape(&self) -> SampleShape {
-        self.sample
-    }
-    fn sample_shape_mut(&mut self) -> &mut SampleShape {
-        &mut self.sample
-    }
-}
+crate::family_model!(QwenImageTransformer2DModel, config = Config, sample = SampleShape);

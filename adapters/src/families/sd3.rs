@@ -594,20 +594,9 @@ impl cachedit_runtime::StaticBlockLists for SD3Transformer2DModel {
     };
 }
 
-impl crate::registry::FamilyModel for SD3Transformer2DModel {
-    type Config = Config;
-    type SampleShape = (usize, usize, usize);
-    fn build(cfg: Config, vb: candle_nn::VarBuilder) -> Result<Self> {
-        Self::new(cfg, vb)
-    }
-    fn sample_shape(&self) -> Self::SampleShape {
-        self.sample
-    }
-    fn sample_shape_mut(&mut self) -> &mut Self::SampleShape {
-        &mut self.sample
-    }
-    /// A few frames/tokens: the tiny config is for tests and quick runs.
-    fn tiny_sample_shape() -> Option<Self::SampleShape> {
-        Some((8, 8, 16))
-    }
-}
+crate::family_model!(
+    SD3Transformer2DModel,
+    config = Config,
+    sample = (usize, usize, usize),
+    tiny_sample = (8, 8, 16)
+);

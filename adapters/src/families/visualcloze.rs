@@ -15,7 +15,6 @@ use super::ListLayout;
 use super::flux::{self, FluxTransformer2DModel};
 use super::flux_pipeline::{SampleShape, names as flux_names};
 use crate::components::patchify::{image_ids, text_ids};
-use crate::registry::FamilyModel;
 
 /// The transformer config (diffusers' `FluxTransformer2DModel` config).
 pub type Config = flux::Config;
@@ -152,19 +151,11 @@ impl StaticBlockLists for VisualClozeTransformer2DModel {
     ];
 }
 
-impl FamilyModel for VisualClozeTransformer2DModel {
-    type Config = Config;
-    type SampleShape = SampleShape;
-    fn build(cfg: Config, vb: candle_nn::VarBuilder) -> Result<Self> {
-        Self::new(cfg, vb)
-    }
-    fn sample_shape(&self) -> SampleShape {
-        self.sample
-    }
-    fn sample_shape_mut(&mut self) -> &mut SampleShape {
-        &mut self.sample
-    }
-}
+crate::family_model!(
+    VisualClozeTransformer2DModel,
+    config = Config,
+    sample = SampleShape
+);
 
 impl Denoiser for VisualClozeTransformer2DModel {
     fn latent_shape(&self, batch: usize) -> Vec<usize> {

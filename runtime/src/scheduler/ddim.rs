@@ -1,11 +1,7 @@
 //! DDIM: diffusers' `DDIMScheduler` with `eta = 0` (deterministic), as DiT and PixArt-style
-//! pipelines use it. Betas (linear, scaled-linear or cosine, optionally rescaled to zero terminal
-//! SNR) and their cumulative products are computed in f32 as torch does; timesteps are the
-//! integers of diffusers' "leading", "trailing" and "linspace" spacings.
-//!
-//! Unlike diffusers' class, [`Ddim`] keeps no schedule or step counter: [`Ddim::timesteps`]
-//! returns a generation's timesteps and [`Ddim::step`] takes the timestep and the step count, so
-//! one configured scheduler serves any number of generations.
+//! pipelines use it. Betas (linear or scaled-linear) and their cumulative products are computed
+//! in f32 as torch does; timesteps are the integers of diffusers' "leading", "trailing" and
+//! "linspace" spacings.
 
 use candle_core::{DType, Tensor};
 
@@ -19,9 +15,6 @@ pub enum BetaSchedule {
     Linear,
     /// `linspace(sqrt(beta_start), sqrt(beta_end))²` (Stable Diffusion).
     ScaledLinear,
-    /// `squaredcos_cap_v2`: the cosine ᾱ schedule of Nichol & Dhariwal, betas capped at 0.999
-    /// (`beta_start` / `beta_end` unused).
-    SquaredCosCapV2,
 }
 
 /// What the model predicts.
@@ -71,9 +64,6 @@ pub struct DdimConfig {
     pub prediction_type: PredictionType,
     /// How inference timesteps are spaced.
     pub timestep_spacing: TimestepSpacing,
-    /// Rescale the betas to zero terminal SNR (arXiv:2305.08891, algorithm 1); ᾱ at the last
-    /// training step becomes 0, so it needs `VPrediction` or `Sample`.
-    pub rescale_betas_zero_snr: bool,
 }
 
 impl Default for DdimConfig {
@@ -89,7 +79,6 @@ impl Default for DdimConfig {
             steps_offset: 0,
             prediction_type: PredictionType::Epsilon,
             timestep_spacing: TimestepSpacing::Leading,
-            rescale_betas_zero_snr: false,
         }
     }
 }
@@ -154,56 +143,18 @@ fn torch_linspace_f32(start: f32, end: f32, n: usize) -> Vec<f32> {
         .collect()
 }
 
-/// diffusers' `betas_for_alpha_bar` with the cosine transform: computed in f64 (Python floats),
-/// then stored as f32.
-fn cosine_betas(n: usize) -> Vec<f32> {
-    let alpha_bar = |t: f64| ((t + 0.008) / 1.008 * std::f64::consts::PI / 2.0).cos().powi(2);
-    (0..n)
-        .map(|i| {
-            let (t1, t2) = (i as f64 / n as f64, (i + 1) as f64 / n as f64);
-            (1.0 - alpha_bar(t2) / alpha_bar(t1)).min(0.999) as f32
-        })
-        .collect()
-}
-
-/// torch's CPU `cumprod` of f32 values: accumulated in f64, each prefix rounded to f32.
-fn cumprod_f32(xs: impl IntoIterator<Item = f32>) -> Vec<f32> {
-    let mut acc = 1.0f64;
-    xs.into_iter()
-        .map(|x| {
-            acc *= f64::from(x);
-            acc as f32
-        })
-        .collect()
-}
-
-/// diffusers' `rescale_zero_terminal_snr`, step by step in f32 as torch runs it.
-fn rescale_zero_terminal_snr(betas: &[f32]) -> Vec<f32> {
-    let cumprod = cumprod_f32(betas.iter().map(|b| 1.0 - b));
-    let mut sqrt: Vec<f32> = cumprod.iter().map(|a| a.sqrt()).collect();
-    let (first, last) = (sqrt[0], sqrt[sqrt.len() - 1]);
-    let scale = first / (first - last);
-    for s in &mut sqrt {
-        *s -= last;
-        *s *= scale;
-    }
-    let bar: Vec<f32> = sqrt.iter().map(|s| s * s).collect();
-    std::iter::once(bar[0])
-        .chain(bar.windows(2).map(|w| w[1] / w[0]))
-        .map(|a| 1.0 - a)
-        .collect()
-}
-
-/// The DDIM sampler: a configuration and its ᾱ table.
+/// The DDIM sampler with its current schedule.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Ddim {
     config: DdimConfig,
     alphas_cumprod: Vec<f32>,
     final_alpha_cumprod: f32,
+    timesteps: Vec<i64>,
+    timesteps_f32: Vec<f32>,
 }
 
 impl Ddim {
-    /// The scheduler of `config` (its betas and ᾱ computed once).
+    /// A scheduler with `config` and no schedule yet (call `set_timesteps`).
     pub fn new(config: DdimConfig) -> Result<Self, SchedulerError> {
         config.validate()?;
         let n = config.num_train_timesteps;
@@ -215,14 +166,16 @@ impl Ddim {
                     .map(|b| b * b)
                     .collect()
             }
-            BetaSchedule::SquaredCosCapV2 => cosine_betas(n),
         };
-        let betas = if config.rescale_betas_zero_snr {
-            rescale_zero_terminal_snr(&betas)
-        } else {
-            betas
-        };
-        let alphas_cumprod = cumprod_f32(betas.iter().map(|b| 1.0 - b));
+        // torch's CPU cumprod accumulates f32 inputs in f64.
+        let mut acc = 1.0f64;
+        let alphas_cumprod: Vec<f32> = betas
+            .iter()
+            .map(|b| {
+                acc *= f64::from(1.0 - b);
+                acc as f32
+            })
+            .collect();
         let final_alpha_cumprod = if config.set_alpha_to_one {
             1.0
         } else {
@@ -232,6 +185,8 @@ impl Ddim {
             config,
             alphas_cumprod,
             final_alpha_cumprod,
+            timesteps: Vec::new(),
+            timesteps_f32: Vec::new(),
         })
     }
 
@@ -250,8 +205,13 @@ impl Ddim {
         self.final_alpha_cumprod
     }
 
-    /// The integer timesteps of `num_steps` steps: diffusers' `set_timesteps(num_steps)`.
-    pub fn timesteps(&self, num_steps: usize) -> Result<Vec<i64>, SchedulerError> {
+    /// The integer timesteps of the schedule.
+    pub fn int_timesteps(&self) -> &[i64] {
+        &self.timesteps
+    }
+
+    /// diffusers' `set_timesteps(num_steps)`.
+    pub fn set_timesteps(&mut self, num_steps: usize) -> Result<(), SchedulerError> {
         let train = self.config.num_train_timesteps;
         if num_steps == 0 {
             return Err(SchedulerError::ZeroSteps);
@@ -291,25 +251,17 @@ impl Ddim {
                     .collect()
             }
         };
-        self.check_timesteps(&timesteps)?;
-        Ok(timesteps)
+        if let Some(&t) = timesteps.iter().find(|&&t| t < 0 || t >= train as i64) {
+            return Err(SchedulerError::TimestepOutOfRange { timestep: t, train });
+        }
+        self.timesteps_f32 = timesteps.iter().map(|&t| t as f32).collect();
+        self.timesteps = timesteps;
+        Ok(())
     }
 
-    /// Checks a timestep list (computed or given): every value is a training timestep.
-    pub fn check_timesteps(&self, timesteps: &[i64]) -> Result<(), SchedulerError> {
-        let train = self.config.num_train_timesteps;
-        if timesteps.is_empty() {
-            return Err(SchedulerError::ZeroSteps);
-        }
-        match timesteps.iter().find(|&&t| t < 0 || t >= train as i64) {
-            Some(&timestep) => Err(SchedulerError::TimestepOutOfRange { timestep, train }),
-            None => Ok(()),
-        }
-    }
-
-    /// ᾱ at `t` and at its predecessor `t - T // num_steps` (or the final ᾱ below 0), as
-    /// diffusers' `step` picks them.
-    fn alphas_at(&self, t: i64, num_steps: usize) -> Result<(f32, f32), SchedulerError> {
+    /// ᾱ at `t` and at its predecessor `t - T // N` (or the final ᾱ below 0), as diffusers'
+    /// `step` picks them.
+    fn alphas_at(&self, t: i64) -> Result<(f32, f32), SchedulerError> {
         let train = self.config.num_train_timesteps;
         let alpha = |t: i64| {
             usize::try_from(t)
@@ -317,7 +269,7 @@ impl Ddim {
                 .and_then(|i| self.alphas_cumprod.get(i).copied())
                 .ok_or(SchedulerError::TimestepOutOfRange { timestep: t, train })
         };
-        let prev_t = t - (train / num_steps.max(1)) as i64;
+        let prev_t = t - (train / self.timesteps.len().max(1)) as i64;
         let prev = if prev_t >= 0 {
             alpha(prev_t)?
         } else {
@@ -325,18 +277,28 @@ impl Ddim {
         };
         Ok((alpha(t)?, prev))
     }
+}
 
-    /// The DDIM update with `eta = 0` at timestep `t` of a `num_steps`-step schedule: predict
-    /// x0 (clamped if `clip_sample`) and ε, then `sqrt(ᾱ_prev)·x0 + sqrt(1-ᾱ_prev)·ε`. Computed
-    /// in f32, returned in the sample's dtype.
+impl Ddim {
+    /// The model timestep of every step of the schedule (what the transformer is called with).
+    pub fn timesteps(&self) -> &[f32] {
+        &self.timesteps_f32
+    }
+
+    /// The latents after step `index` from the latents `sample` at that step and the (guided)
+    /// model output there. The DDIM update with `eta = 0`: predict x0 (clamped if `clip_sample`) and ε, then
+    /// `sqrt(ᾱ_prev)·x0 + sqrt(1-ᾱ_prev)·ε`. Computed in f32, returned in the sample's dtype.
     pub fn step(
         &self,
-        t: i64,
-        num_steps: usize,
+        index: usize,
         model_output: &Tensor,
         sample: &Tensor,
     ) -> Result<Tensor, SchedulerError> {
-        let (alpha_t, alpha_prev) = self.alphas_at(t, num_steps)?;
+        let t = *self.timesteps.get(index).ok_or(SchedulerError::StepOutOfRange {
+            index,
+            steps: self.timesteps.len(),
+        })?;
+        let (alpha_t, alpha_prev) = self.alphas_at(t)?;
         let (sqrt_a, sqrt_b) = (f64::from(alpha_t.sqrt()), f64::from((1.0 - alpha_t).sqrt()));
         let x = sample.to_dtype(DType::F32)?;
         let out = model_output.to_dtype(DType::F32)?;
@@ -369,29 +331,30 @@ mod tests {
 
     #[test]
     fn leading_spacing_counts_down_with_offset() {
-        let s = Ddim::new(DdimConfig {
+        let mut s = Ddim::new(DdimConfig {
             steps_offset: 1,
             ..DdimConfig::dit()
         })
         .unwrap();
-        assert_eq!(s.timesteps(4).unwrap(), vec![751, 501, 251, 1]);
+        s.set_timesteps(4).unwrap();
+        assert_eq!(s.int_timesteps(), &[751, 501, 251, 1]);
     }
 
     #[test]
     fn bad_requests_are_typed_errors() {
-        let s = Ddim::new(DdimConfig::dit()).unwrap();
-        assert!(matches!(s.timesteps(0), Err(SchedulerError::ZeroSteps)));
+        let mut s = Ddim::new(DdimConfig::dit()).unwrap();
+        assert!(matches!(s.set_timesteps(0), Err(SchedulerError::ZeroSteps)));
         assert!(matches!(
-            s.timesteps(1001),
+            s.set_timesteps(1001),
             Err(SchedulerError::TooManySteps { .. })
         ));
-        let s = Ddim::new(DdimConfig {
+        let mut s = Ddim::new(DdimConfig {
             steps_offset: 500,
             ..DdimConfig::dit()
         })
         .unwrap();
         assert!(matches!(
-            s.timesteps(2),
+            s.set_timesteps(2),
             Err(SchedulerError::TimestepOutOfRange { timestep: 1000, .. })
         ));
         assert!(

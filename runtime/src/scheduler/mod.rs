@@ -1,14 +1,13 @@
 //! Noise schedulers: which timesteps a generation visits and how one model output moves the
 //! latents to the next step. Each matches its diffusers class on the same configuration
-//! (`tools/reference/schedulers.py` dumps diffusers' values; the tests compare).
+//! (`tools/reference/schedulers.py` and `ddim.py` dump diffusers' values; the tests compare).
 //!
-//! - [`FlowMatchEuler`]: diffusers' `FlowMatchEulerDiscreteScheduler` (Flux, SD3, Qwen-Image,
-//!   Wan, ...).
+//! - [`FlowMatchEuler`]: diffusers' `FlowMatchEulerDiscreteScheduler` as the Flux, SD3,
+//!   Qwen-Image and Wan pipelines call it (static or dynamic shift).
 //! - [`Ddim`]: diffusers' `DDIMScheduler` with `eta = 0` (DiT, PixArt-style models).
 //!
-//! The pipeline drives both through one type: a [`Scheduler`] (the configuration) produces the
-//! [`Schedule`] of one generation (its timesteps), whose [`Schedule::step`] applies the update.
-//! A schedule is computed per generation, so one configured scheduler serves any number of them.
+//! [`Scheduler`] is what a [`DenoiseOptions`](crate::pipeline::DenoiseOptions) carries; the
+//! registry's `scheduler:` key picks a family's default with [`Scheduler::for_kind`].
 
 pub mod ddim;
 pub mod flow_match;
@@ -20,17 +19,16 @@ pub use flow_match::{DynamicShift, FlowMatchEuler, SigmaSpacing};
 
 use crate::registry::SchedulerKind;
 
-/// A configured sampler, as the denoising pipeline takes it.
+/// A configured sampler: flow matching with Euler steps, or DDIM.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Scheduler {
-    /// Flow matching with Euler steps.
+    /// Flow matching (`FlowMatchEulerDiscreteScheduler`).
     FlowMatchEuler(FlowMatchEuler),
-    /// DDIM with `eta = 0`.
-    Ddim(Ddim),
+    /// DDIM with `eta = 0` (`DDIMScheduler`).
+    Ddim(DdimConfig),
 }
 
 impl Default for Scheduler {
-    /// Flow matching without shift (`FlowMatchEuler::default()`).
     fn default() -> Self {
         Self::FlowMatchEuler(FlowMatchEuler::default())
     }
@@ -42,184 +40,110 @@ impl From<FlowMatchEuler> for Scheduler {
     }
 }
 
-impl From<Ddim> for Scheduler {
-    fn from(s: Ddim) -> Self {
-        Self::Ddim(s)
+impl From<DdimConfig> for Scheduler {
+    fn from(c: DdimConfig) -> Self {
+        Self::Ddim(c)
     }
 }
 
 impl Scheduler {
-    /// The default scheduler of a registry entry's `scheduler:` key: flow matching with Flux's
-    /// resolution-dependent shift (what diffusers' Flux-style pipelines configure), or DDIM with
-    /// facebook/DiT-XL-2's configuration ([`DdimConfig::dit`]).
+    /// The default sampler of a registry `scheduler:` kind: Flux's dynamic shift for flow
+    /// matching (pass `--shift` or build a [`FlowMatchEuler`] for SD3-style static shifts), the
+    /// DiT hub config for DDIM.
     pub fn for_kind(kind: SchedulerKind) -> Self {
         match kind {
             SchedulerKind::FlowMatchEuler => Self::FlowMatchEuler(FlowMatchEuler {
                 dynamic: Some(DynamicShift::FLUX),
                 ..FlowMatchEuler::default()
             }),
-            // DiT's config passes `validate` (it is diffusers' default with clipping off), so
-            // `Ddim::new` cannot fail here; the fallback keeps this function infallible anyway.
-            SchedulerKind::Ddim => Ddim::new(DdimConfig::dit()).map_or_else(|_| Self::default(), Self::Ddim),
+            SchedulerKind::Ddim => Self::Ddim(DdimConfig::dit()),
         }
     }
 
-    /// The registry kind this scheduler is.
-    pub fn kind(&self) -> SchedulerKind {
-        match self {
-            Self::FlowMatchEuler(_) => SchedulerKind::FlowMatchEuler,
-            Self::Ddim(_) => SchedulerKind::Ddim,
-        }
-    }
-
-    /// The scale of the initial Gaussian noise (diffusers' `init_noise_sigma`): 1 for both.
-    pub fn init_noise_sigma(&self) -> f64 {
-        1.0
-    }
-
-    /// The schedule of `steps` steps for `seq_len` image tokens (only Flux's dynamic shift
-    /// reads `seq_len`).
-    pub fn schedule(&self, steps: usize, seq_len: usize) -> Result<Schedule<'_>, SchedulerError> {
+    /// The schedule of one generation of `steps` steps over `seq_len` image tokens. `sigmas`
+    /// (flow matching only: `steps + 1` values) replaces the computed schedule as it is.
+    pub fn plan(&self, steps: usize, seq_len: usize, sigmas: Option<&[f64]>) -> Result<Plan, SchedulerError> {
         if steps == 0 {
             return Err(SchedulerError::ZeroSteps);
         }
-        Ok(match self {
-            Self::FlowMatchEuler(f) => Schedule::flow(f, f.sigmas(steps, seq_len)),
-            Self::Ddim(d) => Schedule::ddim(d, d.timesteps(steps)?),
-        })
-    }
-
-    /// A given flow-matching schedule used as it is: `steps + 1` sigmas, the last one the end
-    /// of the last step (e.g. a schedule exported from diffusers). Flow matching only.
-    pub fn schedule_from_sigmas(&self, sigmas: &[f64]) -> Result<Schedule<'_>, SchedulerError> {
-        let Self::FlowMatchEuler(f) = self else {
-            return Err(SchedulerError::Unsupported {
-                scheduler: self.kind(),
-                what: "a sigma schedule",
-            });
-        };
-        if sigmas.len() < 2 || sigmas.iter().any(|s| !s.is_finite()) {
-            return Err(SchedulerError::BadSigmas(sigmas.to_vec()));
-        }
-        Ok(Schedule::flow(f, sigmas.to_vec()))
-    }
-
-    /// Given model timesteps used as they are, one per step. DDIM: training timesteps
-    /// (integers in `0..num_train_timesteps`), stepped as diffusers steps them (from `t` to
-    /// `t - T // steps`). Flow matching: `sigma · num_train_timesteps`, the last step ending at 0.
-    pub fn schedule_from_timesteps(&self, timesteps: &[f64]) -> Result<Schedule<'_>, SchedulerError> {
         match self {
-            Self::FlowMatchEuler(f) => {
-                let train = f.num_train_timesteps as f64;
-                let sigmas: Vec<f64> = timesteps
-                    .iter()
-                    .map(|t| t / train)
-                    .chain(std::iter::once(0.0))
-                    .collect();
-                self.schedule_from_sigmas(&sigmas)
+            Self::FlowMatchEuler(s) => {
+                let sigmas = match sigmas {
+                    Some(given) if given.len() == steps + 1 && given.iter().all(|x| x.is_finite()) => {
+                        given.to_vec()
+                    }
+                    Some(given) => {
+                        return Err(SchedulerError::BadSigmas {
+                            steps,
+                            given: given.to_vec(),
+                        });
+                    }
+                    None => s.sigmas(steps, seq_len),
+                };
+                let timesteps = sigmas[..steps].iter().map(|&x| s.timestep(x)).collect();
+                Ok(Plan::Flow { sigmas, timesteps })
             }
-            Self::Ddim(d) => {
-                let ints = timesteps
-                    .iter()
-                    .map(|&t| {
-                        if t.fract() == 0.0 && t.abs() < 1e15 {
-                            Ok(t as i64)
-                        } else {
-                            Err(SchedulerError::NonIntegerTimestep(t))
-                        }
-                    })
-                    .collect::<Result<Vec<i64>, _>>()?;
-                d.check_timesteps(&ints)?;
-                Ok(Schedule::ddim(d, ints))
+            Self::Ddim(config) => {
+                if sigmas.is_some() {
+                    return Err(SchedulerError::SigmasWithDdim);
+                }
+                let mut d = Ddim::new(config.clone())?;
+                d.set_timesteps(steps)?;
+                Ok(Plan::Ddim(d))
             }
         }
     }
 }
 
-/// The timesteps of one generation and the update between them.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Schedule<'a> {
-    steps: Steps<'a>,
+/// One generation's schedule, made by [`Scheduler::plan`].
+#[derive(Debug, Clone)]
+pub enum Plan {
+    /// Flow matching: `steps + 1` sigmas (ending in 0) and the model timestep of each step.
+    Flow {
+        /// The sigmas.
+        sigmas: Vec<f64>,
+        /// `sigma · 1000` (after any shift), per step.
+        timesteps: Vec<f64>,
+    },
+    /// DDIM with its integer timesteps set.
+    Ddim(Ddim),
 }
 
-#[derive(Debug, Clone, PartialEq)]
-enum Steps<'a> {
-    /// `steps + 1` sigmas; the model timestep is `sigma · train`.
-    Flow { sigmas: Vec<f64>, train: f64 },
-    /// One training timestep per step.
-    Ddim { ddim: &'a Ddim, timesteps: Vec<i64> },
-}
-
-impl<'a> Schedule<'a> {
-    fn flow(f: &FlowMatchEuler, sigmas: Vec<f64>) -> Self {
-        Self {
-            steps: Steps::Flow {
-                sigmas,
-                train: f.num_train_timesteps as f64,
-            },
-        }
-    }
-
-    fn ddim(ddim: &'a Ddim, timesteps: Vec<i64>) -> Self {
-        Self {
-            steps: Steps::Ddim { ddim, timesteps },
-        }
-    }
-
-    /// The number of steps.
-    pub fn len(&self) -> usize {
-        match &self.steps {
-            Steps::Flow { sigmas, .. } => sigmas.len().saturating_sub(1),
-            Steps::Ddim { timesteps, .. } => timesteps.len(),
-        }
-    }
-
-    /// Whether the schedule has no step (never, for a schedule built by [`Scheduler`]).
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// The model timestep of every step, in order (what the transformer is called with).
+impl Plan {
+    /// The model timestep of every step.
     pub fn timesteps(&self) -> Vec<f64> {
-        match &self.steps {
-            Steps::Flow { sigmas, train } => sigmas[..self.len()].iter().map(|s| s * train).collect(),
-            Steps::Ddim { timesteps, .. } => timesteps.iter().map(|&t| t as f64).collect(),
+        match self {
+            Self::Flow { timesteps, .. } => timesteps.clone(),
+            Self::Ddim(d) => d.timesteps().iter().map(|&t| f64::from(t)).collect(),
         }
     }
 
-    /// The flow-matching sigmas (`steps + 1`, the last one where the last step ends); `None`
-    /// for DDIM.
-    pub fn sigmas(&self) -> Option<&[f64]> {
-        match &self.steps {
-            Steps::Flow { sigmas, .. } => Some(sigmas),
-            Steps::Ddim { .. } => None,
+    /// The flow-matching sigmas (empty under DDIM).
+    pub fn sigmas(&self) -> &[f64] {
+        match self {
+            Self::Flow { sigmas, .. } => sigmas,
+            Self::Ddim(_) => &[],
         }
     }
 
-    /// The latents after step `index`, from the latents `sample` at that step and the (guided)
-    /// model output there. Flow matching: `sample + (sigma_next - sigma) · v` in the sample's
-    /// dtype; DDIM: see [`Ddim::step`].
+    /// The latents after step `index` from the latents `sample` and the (guided) model output.
     pub fn step(
         &self,
         index: usize,
         model_output: &Tensor,
         sample: &Tensor,
     ) -> Result<Tensor, SchedulerError> {
-        let out_of_range = SchedulerError::StepOutOfRange {
-            index,
-            steps: self.len(),
-        };
-        match &self.steps {
-            Steps::Flow { sigmas, .. } => {
-                let (Some(sigma), Some(next)) = (sigmas.get(index), sigmas.get(index + 1)) else {
-                    return Err(out_of_range);
+        match self {
+            Self::Flow { sigmas, .. } => {
+                let (Some(&sigma), Some(&next)) = (sigmas.get(index), sigmas.get(index + 1)) else {
+                    return Err(SchedulerError::StepOutOfRange {
+                        index,
+                        steps: sigmas.len().saturating_sub(1),
+                    });
                 };
                 Ok((sample + (model_output * (next - sigma))?)?)
             }
-            Steps::Ddim { ddim, timesteps } => {
-                let t = *timesteps.get(index).ok_or(out_of_range)?;
-                ddim.step(t, timesteps.len(), model_output, sample)
-            }
+            Self::Ddim(d) => d.step(index, model_output, sample),
         }
     }
 }
@@ -227,7 +151,7 @@ impl<'a> Schedule<'a> {
 /// A scheduler configuration or call that cannot be honoured.
 #[derive(Debug, thiserror::Error)]
 pub enum SchedulerError {
-    /// A schedule of zero steps.
+    /// Zero inference steps.
     #[error("the number of inference steps must be at least 1")]
     ZeroSteps,
     /// More inference steps than training timesteps (DDIM).
@@ -238,20 +162,17 @@ pub enum SchedulerError {
         /// `num_train_timesteps`.
         train: usize,
     },
-    /// A custom sigma schedule that is too short or not finite.
-    #[error("custom sigmas must be at least 2 finite numbers (steps + 1), found {0:?}")]
-    BadSigmas(Vec<f64>),
-    /// A given DDIM timestep that is not an integer.
-    #[error("DDIM timesteps are integer training timesteps, found {0}")]
-    NonIntegerTimestep(f64),
-    /// An override this scheduler cannot use.
-    #[error("the {scheduler:?} scheduler cannot use {what}")]
-    Unsupported {
-        /// The scheduler.
-        scheduler: SchedulerKind,
-        /// What was given.
-        what: &'static str,
+    /// A given sigma schedule of the wrong length or with non-finite values.
+    #[error("{} sigmas given for {steps} steps: expected steps + 1 finite values ({given:?})", given.len())]
+    BadSigmas {
+        /// Steps of the generation.
+        steps: usize,
+        /// The sigmas given.
+        given: Vec<f64>,
     },
+    /// A sigma schedule given to DDIM, which has none.
+    #[error("a sigma schedule was given, but DDIM takes no sigmas (use a flow-matching scheduler)")]
+    SigmasWithDdim,
     /// A configuration value out of range.
     #[error("invalid scheduler option `{option}`: {reason}")]
     InvalidOption {
@@ -268,7 +189,7 @@ pub enum SchedulerError {
         /// `num_train_timesteps`.
         train: usize,
     },
-    /// `step` past the last step.
+    /// A step index past the schedule.
     #[error("step index {index} is out of range for a schedule of {steps} steps")]
     StepOutOfRange {
         /// The index asked for.
@@ -279,4 +200,13 @@ pub enum SchedulerError {
     /// A tensor operation failed (shape or dtype mismatch between sample and model output).
     #[error(transparent)]
     Tensor(#[from] candle_core::Error),
+}
+
+impl From<SchedulerError> for candle_core::Error {
+    fn from(e: SchedulerError) -> Self {
+        match e {
+            SchedulerError::Tensor(t) => t,
+            other => candle_core::Error::Msg(other.to_string()),
+        }
+    }
 }

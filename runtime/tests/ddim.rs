@@ -161,8 +161,44 @@ fn denoise_with_ddim_reproduces_diffusers_loop() {
         scheduler: Scheduler::for_kind(SchedulerKind::Ddim),
         ..Default::default()
     };
-    let out = denoise(&Toy, latents, &Conditioning::new(), None, &opts, |_, _| {}).unwrap();
+    let out = denoise(
+        &Toy,
+        latents.clone(),
+        &Conditioning::new(),
+        None,
+        &opts,
+        |_, _| {},
+    )
+    .unwrap();
     let want_t: Vec<f64> = floats(&loop_["timesteps"]);
+    // The same timesteps given as an override give the same latents.
+    let given = DenoiseOptions {
+        timesteps: Some(want_t.clone()),
+        ..opts.clone()
+    };
+    let again = denoise(
+        &Toy,
+        latents.clone(),
+        &Conditioning::new(),
+        None,
+        &given,
+        |_, _| {},
+    )
+    .unwrap();
+    assert_eq!(
+        again.latents.to_vec2::<f32>().unwrap(),
+        out.latents.to_vec2::<f32>().unwrap()
+    );
+    for bad in [vec![999.0], vec![999.5; 10], vec![1000.0; 10]] {
+        let o = DenoiseOptions {
+            timesteps: Some(bad.clone()),
+            ..opts.clone()
+        };
+        assert!(
+            denoise(&Toy, latents.clone(), &Conditioning::new(), None, &o, |_, _| {}).is_err(),
+            "{bad:?}"
+        );
+    }
     assert_eq!(out.timesteps, want_t);
     assert!(out.sigmas.is_empty());
     let got: Vec<f64> = out
@@ -183,6 +219,25 @@ fn denoise_with_ddim_reproduces_diffusers_loop() {
 fn bad_schedules_are_typed_errors() {
     let ddim = Scheduler::from(DdimConfig::dit());
     assert!(matches!(ddim.plan(0, 1, None), Err(SchedulerError::ZeroSteps)));
+    assert!(matches!(
+        ddim.plan_timesteps(1, &[999.5]),
+        Err(SchedulerError::BadTimesteps { steps: 1, .. })
+    ));
+    assert!(matches!(
+        ddim.plan_timesteps(2, &[999.0]),
+        Err(SchedulerError::BadTimesteps { steps: 2, .. })
+    ));
+    assert!(matches!(
+        ddim.plan_timesteps(1, &[1000.0]),
+        Err(SchedulerError::TimestepOutOfRange { timestep: 1000, .. })
+    ));
+    assert_eq!(
+        ddim.plan_timesteps(2, &[900.0, 100.0]).unwrap().timesteps(),
+        vec![900.0, 100.0]
+    );
+    // Flow matching: timestep = sigma · 1000, the last step ending at 0.
+    let flow = Scheduler::default().plan_timesteps(2, &[1000.0, 500.0]).unwrap();
+    assert_eq!(flow.sigmas(), &[1.0, 0.5, 0.0]);
     assert!(matches!(
         ddim.plan(1001, 1, None),
         Err(SchedulerError::TooManySteps { .. })

@@ -261,6 +261,21 @@ impl Ddim {
         &self.timesteps
     }
 
+    /// Given training timesteps used as they are, one per step; each step still goes from `t`
+    /// to `t - T // steps`, as diffusers' `step` does whatever the timesteps are.
+    pub fn set_custom_timesteps(&mut self, timesteps: &[i64]) -> Result<(), SchedulerError> {
+        let train = self.config.num_train_timesteps;
+        if timesteps.is_empty() {
+            return Err(SchedulerError::ZeroSteps);
+        }
+        if let Some(&t) = timesteps.iter().find(|&&t| t < 0 || t >= train as i64) {
+            return Err(SchedulerError::TimestepOutOfRange { timestep: t, train });
+        }
+        self.timesteps_f32 = timesteps.iter().map(|&t| t as f32).collect();
+        self.timesteps = timesteps.to_vec();
+        Ok(())
+    }
+
     /// diffusers' `set_timesteps(num_steps)`.
     pub fn set_timesteps(&mut self, num_steps: usize) -> Result<(), SchedulerError> {
         let train = self.config.num_train_timesteps;

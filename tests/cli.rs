@@ -429,3 +429,63 @@ fn bench_in_bf16_and_cuda_without_the_feature() {
         assert!(stderr(&o).contains("--features cuda"), "{}", stderr(&o));
     }
 }
+
+/// `run --scheduler ddim --inputs` with a `timesteps` tensor steps through those training
+/// timesteps: the CLI's final latent is the library's with the same override.
+#[test]
+fn run_with_ddim_and_given_timesteps_matches_the_library() {
+    let device = Device::Cpu;
+    let model =
+        FluxTransformer2DModel::new(Config::tiny(), seeded_var_builder(3, DType::F32, &device)).unwrap();
+    let latents = seeded_normal(&model.latent_shape(1), 5, DType::F32, &device).unwrap();
+    let cond = model.synthetic_conditioning(1, 5, &device).unwrap();
+    let given = vec![900.0, 600.0, 300.0, 10.0];
+    let opts = DenoiseOptions {
+        steps: 4,
+        scheduler: cachedit::Scheduler::for_kind(cachedit::SchedulerKind::Ddim),
+        timesteps: Some(given.clone()),
+        ..Default::default()
+    };
+    let lib_out = denoise(&model, latents.clone(), &cond, None, &opts, |_, _| {}).unwrap();
+    assert_eq!(lib_out.timesteps, given);
+
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = dir.path().join("inputs.safetensors");
+    let mut tensors: std::collections::HashMap<String, Tensor> =
+        cond.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    tensors.insert("latents".into(), latents);
+    tensors.insert(
+        "timesteps".into(),
+        Tensor::new(given.as_slice(), &device).unwrap(),
+    );
+    candle_core::safetensors::save(&tensors, &inputs).unwrap();
+    let output = dir.path().join("out.safetensors");
+    let o = cachedit(&[
+        "run",
+        "--seed",
+        "3",
+        "--no-cache",
+        "--steps",
+        "4",
+        "--scheduler",
+        "ddim",
+        "--inputs",
+        inputs.to_str().unwrap(),
+        "--output",
+        output.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let cli_latents = candle_core::safetensors::load(&output, &device)
+        .unwrap()
+        .remove("latents")
+        .unwrap();
+    let diff = (cli_latents - lib_out.latents)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    assert_eq!(diff, 0.0);
+}

@@ -27,6 +27,9 @@ pub struct DenoiseOptions {
     /// Use these `steps + 1` sigmas as they are instead of the scheduler's (e.g. a schedule
     /// exported from diffusers; flow matching only).
     pub sigmas: Option<Vec<f64>>,
+    /// Use these `steps` model timesteps as they are (DDIM: training timesteps; flow matching:
+    /// `sigma · 1000`, ending at sigma 0). `sigmas` wins when both are given.
+    pub timesteps: Option<Vec<f64>>,
 }
 
 impl Default for DenoiseOptions {
@@ -39,6 +42,7 @@ impl Default for DenoiseOptions {
             persistent: false,
             save_steps: false,
             sigmas: None,
+            timesteps: None,
         }
     }
 }
@@ -70,7 +74,10 @@ pub fn denoise<D: Denoiser + ?Sized>(
         refresh_context(model);
     }
     let seq_len = latents.dims().get(1).copied().unwrap_or(1);
-    let plan = opts.scheduler.plan(opts.steps, seq_len, opts.sigmas.as_deref())?;
+    let plan = match (&opts.sigmas, &opts.timesteps) {
+        (None, Some(t)) => opts.scheduler.plan_timesteps(opts.steps, t)?,
+        _ => opts.scheduler.plan(opts.steps, seq_len, opts.sigmas.as_deref())?,
+    };
     let timesteps = plan.timesteps();
     let batch = latents.dim(0)?;
     let (device, dtype) = (latents.device().clone(), latents.dtype());

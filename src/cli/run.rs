@@ -80,7 +80,8 @@ pub struct RunArgs {
     #[command(flatten)]
     hardware: DeviceArgs,
     /// A safetensors file with `latents` and the family's conditioning tensors, and optionally
-    /// `sigmas` (steps + 1 values) or `timesteps` (steps values, sigma·1000).
+    /// `sigmas` (steps + 1 values, flow matching) or `timesteps` (steps values: sigma·1000 for
+    /// flow matching, training timesteps for DDIM).
     #[arg(long)]
     inputs: Option<PathBuf>,
     /// Write the final latent (`latents`) here, as safetensors.
@@ -194,6 +195,9 @@ fn cache_options(args: &RunArgs) -> Result<Option<CacheOptions>> {
     Ok(Some(options))
 }
 
+/// A schedule from `--inputs`: its `sigmas` and `timesteps`, used as they are.
+type ScheduleOverride = (Option<Vec<f64>>, Option<Vec<f64>>);
+
 /// Reads `--inputs`: the latents, conditioning tensors, the unconditional ones (named
 /// `uncond.<name>`; none: no CFG) and an optional schedule.
 #[allow(clippy::type_complexity)]
@@ -201,27 +205,18 @@ fn read_inputs(
     path: &PathBuf,
     device: &Device,
     dt: DType,
-) -> Result<(Tensor, Conditioning, Option<Conditioning>, Option<Vec<f64>>)> {
+) -> Result<(Tensor, Conditioning, Option<Conditioning>, ScheduleOverride)> {
     let tensors: HashMap<String, Tensor> = candle_core::safetensors::load(path, device)
         .with_context(|| format!("reading --inputs {}", path.display()))?;
     let mut cond = Conditioning::new();
     let mut uncond: Option<Conditioning> = None;
-    let (mut latents, mut sigmas) = (None, None);
+    let (mut latents, mut sigmas, mut timesteps) = (None, None, None);
     for (name, t) in tensors {
         match name.as_str() {
             "latents" => latents = Some(t.to_dtype(dt)?),
             "sigmas" => sigmas = Some(t.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?),
-            "timesteps" => {
-                let mut s: Vec<f64> = t
-                    .to_dtype(DType::F64)?
-                    .flatten_all()?
-                    .to_vec1::<f64>()?
-                    .iter()
-                    .map(|x| x / 1000.0)
-                    .collect();
-                s.push(0.0);
-                sigmas.get_or_insert(s);
-            }
+            // The scheduler turns these into its schedule (flow matching: sigma = t / 1000).
+            "timesteps" => timesteps = Some(t.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?),
             _ => match name.strip_prefix("uncond.") {
                 Some(base) => {
                     uncond.get_or_insert_with(Conditioning::new).insert(base, t);
@@ -241,7 +236,7 @@ fn read_inputs(
             }
         }
     }
-    Ok((latents, cond, uncond, sigmas))
+    Ok((latents, cond, uncond, (sigmas, timesteps)))
 }
 
 pub fn run(args: &RunArgs) -> Result<()> {
@@ -250,14 +245,14 @@ pub fn run(args: &RunArgs) -> Result<()> {
     let entry = family(&args.family)?;
     let model = build_model(args, entry, dt, &device)?;
     let model = &*model;
-    let (latents, cond, uncond, sigmas) = match &args.inputs {
+    let (latents, cond, uncond, (sigmas, timesteps)) = match &args.inputs {
         Some(p) => read_inputs(p, &device, dt)?,
         None => (
             seeded_normal(&model.latent_shape(1), args.seed, dt, &device)?,
             model.synthetic_conditioning(1, args.seed, &device)?,
             // A different seed: what the negative (empty) prompt's embeddings would be.
             Some(model.synthetic_conditioning(1, args.seed ^ 0x00c0_ffee, &device)?),
-            None,
+            (None, None),
         ),
     };
     // The call layout the registry declares; CFG only with an unconditional input and a scale
@@ -316,6 +311,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
         guidance_scale: args.guidance_scale,
         save_steps: args.save_steps,
         sigmas,
+        timesteps,
         ..Default::default()
     };
     let pb = bar("run", args.steps);

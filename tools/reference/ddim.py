@@ -5,7 +5,8 @@ implements, plus one full denoising loop over a fixed toy model for the pipeline
     /work/venv-ref/bin/python tools/reference/ddim.py
 
 Configs: the DiT hub config, a PixArt-style linear/linspace config, an SD-style scaled-linear
-v-prediction config with `steps_offset`, and a trailing-spacing config with `clip_sample`. Each
+v-prediction config with `steps_offset`, a trailing-spacing config with `clip_sample`, cosine
+(`squaredcos_cap_v2`) betas with x0 prediction, and zero-terminal-SNR rescaled betas. Each
 `step` entry applies `scheduler.step(model_output, t, sample)` at every step index to the same
 small `sample` / `model_output` vectors, so the Rust tests check every step's coefficients.
 """
@@ -42,6 +43,14 @@ CONFIGS = {
     "trailing_clip": dict(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
                           clip_sample=True, set_alpha_to_one=False, steps_offset=0,
                           prediction_type="epsilon", timestep_spacing="trailing"),
+    # cosine betas, x0 prediction
+    "cosine_sample": dict(beta_schedule="squaredcos_cap_v2", clip_sample=False, set_alpha_to_one=True,
+                          steps_offset=0, prediction_type="sample"),
+    # zero terminal SNR (needs v-prediction: alphas_cumprod[999] = 0) with trailing spacing
+    "zero_snr_v": dict(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
+                       clip_sample=False, set_alpha_to_one=False, steps_offset=0,
+                       prediction_type="v_prediction", timestep_spacing="trailing",
+                       rescale_betas_zero_snr=True),
 }
 
 cases = []

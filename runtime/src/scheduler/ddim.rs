@@ -15,6 +15,9 @@ pub enum BetaSchedule {
     Linear,
     /// `linspace(sqrt(beta_start), sqrt(beta_end))²` (Stable Diffusion).
     ScaledLinear,
+    /// `squaredcos_cap_v2`: the cosine ᾱ schedule of Nichol & Dhariwal, betas capped at 0.999
+    /// (`beta_start` / `beta_end` unused).
+    SquaredCosCapV2,
 }
 
 /// What the model predicts.
@@ -64,6 +67,9 @@ pub struct DdimConfig {
     pub prediction_type: PredictionType,
     /// How inference timesteps are spaced.
     pub timestep_spacing: TimestepSpacing,
+    /// Rescale the betas to zero terminal SNR (arXiv:2305.08891, algorithm 1); ᾱ at the last
+    /// training step becomes 0, so it needs `VPrediction` or `Sample`.
+    pub rescale_betas_zero_snr: bool,
 }
 
 impl Default for DdimConfig {
@@ -79,6 +85,7 @@ impl Default for DdimConfig {
             steps_offset: 0,
             prediction_type: PredictionType::Epsilon,
             timestep_spacing: TimestepSpacing::Leading,
+            rescale_betas_zero_snr: false,
         }
     }
 }
@@ -143,6 +150,44 @@ fn torch_linspace_f32(start: f32, end: f32, n: usize) -> Vec<f32> {
         .collect()
 }
 
+/// diffusers' `betas_for_alpha_bar` with the cosine transform: computed in f64 (Python floats),
+/// then stored as f32.
+fn cosine_betas(n: usize) -> Vec<f32> {
+    let alpha_bar = |t: f64| ((t + 0.008) / 1.008 * std::f64::consts::PI / 2.0).cos().powi(2);
+    (0..n)
+        .map(|i| {
+            let (t1, t2) = (i as f64 / n as f64, (i + 1) as f64 / n as f64);
+            (1.0 - alpha_bar(t2) / alpha_bar(t1)).min(0.999) as f32
+        })
+        .collect()
+}
+
+/// diffusers' `rescale_zero_terminal_snr`, step by step in f32 as torch runs it (its `cumprod`
+/// accumulates in f64, as in [`Ddim::new`]).
+fn rescale_zero_terminal_snr(betas: &[f32]) -> Vec<f32> {
+    let mut acc = 1.0f64;
+    let mut sqrt: Vec<f32> = betas
+        .iter()
+        .map(|b| {
+            acc *= f64::from(1.0 - b);
+            (acc as f32).sqrt()
+        })
+        .collect();
+    let (Some(&first), Some(&last)) = (sqrt.first(), sqrt.last()) else {
+        return Vec::new();
+    };
+    let scale = first / (first - last);
+    for s in &mut sqrt {
+        *s -= last;
+        *s *= scale;
+    }
+    let bar: Vec<f32> = sqrt.iter().map(|s| s * s).collect();
+    std::iter::once(bar[0])
+        .chain(bar.windows(2).map(|w| w[1] / w[0]))
+        .map(|a| 1.0 - a)
+        .collect()
+}
+
 /// The DDIM sampler with its current schedule.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Ddim {
@@ -166,6 +211,12 @@ impl Ddim {
                     .map(|b| b * b)
                     .collect()
             }
+            BetaSchedule::SquaredCosCapV2 => cosine_betas(n),
+        };
+        let betas = if config.rescale_betas_zero_snr {
+            rescale_zero_terminal_snr(&betas)
+        } else {
+            betas
         };
         // torch's CPU cumprod accumulates f32 inputs in f64.
         let mut acc = 1.0f64;
@@ -208,6 +259,21 @@ impl Ddim {
     /// The integer timesteps of the schedule.
     pub fn int_timesteps(&self) -> &[i64] {
         &self.timesteps
+    }
+
+    /// Given training timesteps used as they are, one per step; each step still goes from `t`
+    /// to `t - T // steps`, as diffusers' `step` does whatever the timesteps are.
+    pub fn set_custom_timesteps(&mut self, timesteps: &[i64]) -> Result<(), SchedulerError> {
+        let train = self.config.num_train_timesteps;
+        if timesteps.is_empty() {
+            return Err(SchedulerError::ZeroSteps);
+        }
+        if let Some(&t) = timesteps.iter().find(|&&t| t < 0 || t >= train as i64) {
+            return Err(SchedulerError::TimestepOutOfRange { timestep: t, train });
+        }
+        self.timesteps_f32 = timesteps.iter().map(|&t| t as f32).collect();
+        self.timesteps = timesteps.to_vec();
+        Ok(())
     }
 
     /// diffusers' `set_timesteps(num_steps)`.

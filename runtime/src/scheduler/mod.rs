@@ -93,6 +93,39 @@ impl Scheduler {
             }
         }
     }
+
+    /// The schedule of `steps` given model timesteps, used as they are: DDIM's training
+    /// timesteps (integers), or flow matching's `sigma · num_train_timesteps` (the last step
+    /// ending at sigma 0).
+    pub fn plan_timesteps(&self, steps: usize, timesteps: &[f64]) -> Result<Plan, SchedulerError> {
+        let bad = || SchedulerError::BadTimesteps {
+            steps,
+            given: timesteps.to_vec(),
+        };
+        if timesteps.len() != steps || timesteps.iter().any(|t| !t.is_finite()) {
+            return Err(bad());
+        }
+        match self {
+            Self::FlowMatchEuler(s) => {
+                let train = s.num_train_timesteps as f64;
+                let sigmas: Vec<f64> = timesteps
+                    .iter()
+                    .map(|t| t / train)
+                    .chain(std::iter::once(0.0))
+                    .collect();
+                self.plan(steps, 0, Some(&sigmas))
+            }
+            Self::Ddim(config) => {
+                if timesteps.iter().any(|t| t.fract() != 0.0) {
+                    return Err(bad());
+                }
+                let ints: Vec<i64> = timesteps.iter().map(|&t| t as i64).collect();
+                let mut d = Ddim::new(config.clone())?;
+                d.set_custom_timesteps(&ints)?;
+                Ok(Plan::Ddim(d))
+            }
+        }
+    }
 }
 
 /// One generation's schedule, made by [`Scheduler::plan`].
@@ -168,6 +201,18 @@ pub enum SchedulerError {
         /// Steps of the generation.
         steps: usize,
         /// The sigmas given.
+        given: Vec<f64>,
+    },
+    /// Given timesteps of the wrong length, not finite, or (DDIM) not integers.
+    #[error(
+        "{} timesteps given for {steps} steps: expected steps finite values (integers for DDIM) \
+         ({given:?})",
+        given.len()
+    )]
+    BadTimesteps {
+        /// Steps of the generation.
+        steps: usize,
+        /// The timesteps given.
         given: Vec<f64>,
     },
     /// A sigma schedule given to DDIM, which has none.

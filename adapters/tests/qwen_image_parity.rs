@@ -22,15 +22,20 @@ fn shapes(t: &Tensor) -> Result<Vec<(usize, usize, usize)>> {
         .collect())
 }
 
+/// The fixture's checkpoint through our loader, in `dtype`.
+fn load(dtype: DType) -> Result<QwenImageTransformer2DModel> {
+    QwenImageTransformer2DModel::from_pretrained(
+        &fixture("qwen_image_tiny").join("transformer"),
+        dtype,
+        &Device::Cpu,
+    )
+    .map_err(candle_core::Error::wrap)
+}
+
 #[test]
 fn tiny_qwen_image_matches_diffusers() -> Result<()> {
     let io = io("qwen_image_tiny")?;
-    let model = QwenImageTransformer2DModel::from_pretrained(
-        &fixture("qwen_image_tiny").join("transformer"),
-        DType::F32,
-        &Device::Cpu,
-    )
-    .map_err(candle_core::Error::wrap)?;
+    let model = load(DType::F32)?;
     let (x, text, mask, t) = (
         get(&io, "hidden_states")?,
         get(&io, "encoder_hidden_states")?,
@@ -102,12 +107,7 @@ fn tiny_qwen_image_matches_diffusers() -> Result<()> {
 #[test]
 fn mismatched_mask_and_img_shapes_are_errors() -> Result<()> {
     let io = io("qwen_image_tiny")?;
-    let model = QwenImageTransformer2DModel::from_pretrained(
-        &fixture("qwen_image_tiny").join("transformer"),
-        DType::F32,
-        &Device::Cpu,
-    )
-    .map_err(candle_core::Error::wrap)?;
+    let model = load(DType::F32)?;
     let (x, text, mask, t) = (
         get(&io, "hidden_states")?,
         get(&io, "encoder_hidden_states")?,
@@ -165,12 +165,7 @@ fn published_configs_parse_and_validate() {
 #[test]
 fn bf16_model_runs_near_diffusers_bf16() -> Result<()> {
     let io = io("qwen_image_tiny")?;
-    let model = QwenImageTransformer2DModel::from_pretrained(
-        &fixture("qwen_image_tiny").join("transformer"),
-        DType::BF16,
-        &Device::Cpu,
-    )
-    .map_err(candle_core::Error::wrap)?;
+    let model = load(DType::BF16)?;
     let out = model.forward(
         get(&io, "hidden_states")?,
         get(&io, "encoder_hidden_states")?,

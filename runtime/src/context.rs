@@ -8,6 +8,7 @@ use crate::branch::{Reference, Slot};
 use crate::calibrator_config::CalibratorConfig;
 use crate::config::{CacheConfig, CacheType, ForceRefreshPolicy, StepsComputationPolicy};
 use crate::diff;
+use crate::host_time::HostTime;
 use crate::store::{MiddleStore, StreamStores};
 
 pub use crate::branch::BranchState;
@@ -101,6 +102,7 @@ pub struct CacheContext {
     branches: [BranchState; 2],
     stores: StreamStores,
     calibrator: Option<CalibratorConfig>,
+    host_time: HostTime,
 }
 
 impl CacheContext {
@@ -159,7 +161,18 @@ impl CacheContext {
             branches,
             stores,
             calibrator: None,
+            host_time: HostTime::default(),
         }
+    }
+
+    /// Host time of the calls since the context was created or last reset: blocks vs engine.
+    pub fn host_time(&self) -> HostTime {
+        self.host_time
+    }
+
+    /// Where a call's [`CallClock`](crate::host_time::CallClock) adds its time.
+    pub fn host_time_mut(&mut self) -> &mut HostTime {
+        &mut self.host_time
     }
 
     /// The calibrator configuration, if the context forecasts with one.
@@ -306,12 +319,14 @@ impl CacheContext {
                     )
                 })
                 .collect::<Vec<_>>(),
+            self.host_time,
         );
         self.reset();
         if reason == RefreshReason::ForceRefreshHint {
-            let (exec, texec, branches) = carried;
+            let (exec, texec, branches, host_time) = carried;
             self.accumulated_executed_steps = exec;
             self.accumulated_transformer_executed_steps = texec;
+            self.host_time = host_time;
             for (state, (acc, steps, diffs)) in self.branches.iter_mut().zip(branches) {
                 state.accumulated_cached_steps = acc;
                 state.cached_steps = steps;

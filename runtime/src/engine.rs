@@ -6,6 +6,7 @@ use candle_core::Result;
 
 use crate::block::{BlockRunner, Streams};
 use crate::context::{Branch, CacheContext, Decision, Reason, RefreshReason};
+use crate::host_time::CallClock;
 
 /// What happened in one call of a cached list: one line of a trace.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -38,13 +39,14 @@ pub fn forward(
     runner: &dyn BlockRunner,
     s: Streams,
 ) -> Result<(Streams, CallRecord)> {
+    let mut clock = CallClock::start();
     let refreshed = ctx.maybe_refresh();
     let n = runner.len();
     let f = ctx.config().fn_compute_blocks.min(n);
     let b = ctx.config().bn_compute_blocks.min(n - f);
 
     let h_in = s.hidden.clone();
-    let s = runner.run(0..f, s)?;
+    let s = clock.blocks(|| runner.run(0..f, s))?;
     // cache-dit's context-parallel case: when the Fn blocks change the hidden shape the probe is
     // their output itself rather than a residual.
     let probe = if s.hidden.shape() == h_in.shape() {
@@ -67,11 +69,11 @@ pub fn forward(
     } else {
         ctx.set_fn_buffer(probe);
         let before = s.clone();
-        let after = runner.run(f..n - b, s)?;
+        let after = clock.blocks(|| runner.run(f..n - b, s))?;
         ctx.set_middle(&before, &after)?;
         after
     };
-    let s = runner.run(n - b..n, s)?;
+    let s = clock.blocks(|| runner.run(n - b..n, s))?;
 
     let record = CallRecord {
         list: ctx.name().to_string(),
@@ -88,6 +90,7 @@ pub fn forward(
         }),
         blocks: Vec::new(),
     };
+    clock.finish(ctx.host_time_mut());
     tracing::trace!(list = %record.list, step = record.step, cached = record.cached, reason = ?record.reason, diff = ?record.diff, "cache decision");
     Ok((s, record))
 }

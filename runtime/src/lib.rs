@@ -20,6 +20,7 @@ pub mod diff;
 pub mod engine;
 pub mod error;
 pub mod handle;
+pub mod host_time;
 pub mod load_configs;
 pub mod mask;
 pub mod modifier;

@@ -26,6 +26,7 @@
 //! - With a hidden-states calibrator on the encoder stream the encoder output is kept (cache-dit
 //!   keeps the residual and then reuses it as the output).
 
+use crate::host_time::CallClock;
 use candle_core::Result;
 
 use crate::block::{BlockRunner, Streams};
@@ -186,12 +187,14 @@ pub fn forward(
     s: Streams,
 ) -> Result<(Streams, CallRecord)> {
     let n = runner.len();
+    let mut clock = CallClock::start();
     let mut call = PruneCall::begin(ctx, n);
     let mut s = s;
     for i in 0..n {
-        s = call.block(i, s, |s| runner.run(i..i + 1, s))?;
+        s = call.block(i, s, |s| clock.blocks(|| runner.run(i..i + 1, s)))?;
     }
     let record = call.finish();
+    clock.finish(ctx.host_time_mut());
     tracing::trace!(list = %record.list, step = record.step, pruned = record.blocks.iter().filter(|b| b.pruned).count(), "prune decisions");
     Ok((s, record))
 }

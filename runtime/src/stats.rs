@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 
 use crate::config::CacheType;
 use crate::context::{Branch, CacheContext};
+use crate::host_time::HostTime;
 use crate::naming::python_float;
 use crate::prune::pruned_ratio;
 
@@ -110,6 +111,8 @@ pub struct CacheStats {
     pub held_tensors: usize,
     /// Their size in bytes.
     pub held_bytes: usize,
+    /// Host time of the list's calls, split between its blocks and the engine's own work.
+    pub host_time: HostTime,
 }
 
 impl CacheStats {
@@ -139,6 +142,7 @@ impl CacheStats {
             cfg_pruned_ratio: pruned_ratio(ctx, Branch::Cfg),
             held_tensors: ctx.held_tensors().0,
             held_bytes: ctx.held_tensors().1,
+            host_time: ctx.host_time(),
         }
     }
 

@@ -4,15 +4,12 @@
 //! its inputs, for `tools/reference/bench_torch.py` to run the same generation with PyTorch and
 //! cache-dit (BENCHMARKS.md).
 //!
-//! The overhead ratio compares a cached run with the time its computed blocks should take. A
-//! run's time is modelled as `E + b·blocks_run`: `E` is what no cache can skip (embedders, final
-//! layer, scheduler), `b` the time of one block execution. Both come from two reference runs in
-//! the same process: the baseline (`N·S` block executions) and an always-cached run (`F1B0`,
-//! threshold 1, warmup 1: `N + S - 1`). Ideal = `E + b·(blocks the config ran)`; overhead ratio
-//! = measured / ideal. Engine costs inside the always-cached run (the diff is skipped there, the
-//! residual add is not) are folded into `E`, so the ratio slightly understates them. The model
-//! is fitted twice, on wall time and on the process's CPU time: on a shared machine the CPU
-//! time leaves out the time other processes held the cores.
+//! The overhead ratio compares a cached run with the time its computed blocks should take
+//! (measured / ideal, on wall time and, separately, on the process's CPU time: on a shared
+//! machine the CPU time leaves out the time other processes held the cores). The ideal comes
+//! from [`cost_model`], fitted on the baseline and two always-cached floor runs in the same
+//! process. Engine costs inside the floor runs (the diff is skipped there, the residual add is
+//! not) are folded into what no cache can skip, so the ratio slightly understates them.
 
 use std::time::Instant;
 
@@ -27,6 +24,7 @@ use cachedit::{
 use candle_core::DType;
 use serde_json::json;
 
+use super::cost_model::{CostModel, Executions, Layout, Reference};
 use super::default_job::DemoArgs;
 use super::device::DeviceArgs;
 use super::progress::bar;
@@ -158,13 +156,6 @@ fn grid(steps: usize, quick: bool) -> Vec<Case> {
     cases
 }
 
-fn blocks_run(run: &Run, blocks: usize, fn_bn: usize) -> usize {
-    run.trace
-        .iter()
-        .map(|r| if r.cached { fn_bn } else { blocks })
-        .sum()
-}
-
 pub fn run(args: &BenchArgs) -> Result<()> {
     let device = args.hardware.device()?;
     let dtype = args.hardware.dtype();
@@ -198,82 +189,134 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         size.grid * size.grid,
         size.text_len
     );
-    let timed = |label: &str, options: Option<&CacheOptions>| -> Result<(Run, f64)> {
+    let timed = |label: &str, options: Option<&CacheOptions>| -> Result<Timed> {
         let pb = bar(label, s);
         let cpu0 = process_cpu_seconds();
-        let r = generate(&model, options, &inputs, |i, _| pb.set_position(i as u64))?;
+        let mut step_ms = Vec::with_capacity(s);
+        let mut last = Instant::now();
+        let run = generate(&model, options, &inputs, |i, _| {
+            pb.set_position(i as u64);
+            step_ms.push(last.elapsed().as_secs_f64() * 1e3);
+            last = Instant::now();
+        })?;
         let cpu = process_cpu_seconds() - cpu0;
         pb.finish_and_clear();
-        Ok((r, cpu))
+        Ok(Timed { run, cpu, step_ms })
     };
-    // Warm caches and allocator with two steps, then the two reference runs.
+    // Warm caches and allocator with two steps, then the three reference runs.
     let short = BenchInputs {
         sigmas: inputs.sigmas[..inputs.sigmas.len().min(3)].to_vec(),
         ..inputs.clone()
     };
     generate(&model, None, &short, |_, _| {})?;
-    let (base, c_base) = timed("baseline", None)?;
-    let always = CacheOptions::from(CacheConfig {
-        fn_compute_blocks: 1,
-        max_warmup_steps: 1,
-        residual_diff_threshold: 1.0,
-        enable_separate_cfg: Some(false),
-        ..Default::default()
-    });
-    let (floor, c_floor) = timed("floor", Some(&always))?;
-    let (t_base, t_floor) = (base.wall.as_secs_f64(), floor.wall.as_secs_f64());
-    let (all_blocks, floor_blocks) = ((n * s) as f64, blocks_run(&floor, n, 1) as f64);
-    let wall_model = CostModel::fit(t_base, t_floor, all_blocks, floor_blocks);
-    let cpu_model = CostModel::fit(c_base, c_floor, all_blocks, floor_blocks);
+    let base = timed("baseline", None)?;
+    // The floors cache every step after the first, computing Fn blocks only: one block, and
+    // every double block (at least two, so that the floors differ), which separates the two
+    // kinds' costs.
+    let fn_doubles = size.double_blocks.max(2);
+    let floor_options = |fn_blocks| {
+        CacheOptions::from(CacheConfig {
+            fn_compute_blocks: fn_blocks,
+            max_warmup_steps: 1,
+            residual_diff_threshold: 1.0,
+            enable_separate_cfg: Some(false),
+            ..Default::default()
+        })
+    };
+    let floor = timed("floor", Some(&floor_options(1)))?;
+    let floor_doubles = timed("floor (double blocks)", Some(&floor_options(fn_doubles)))?;
+    let layout = Layout {
+        double: size.double_blocks,
+        single: size.single_blocks,
+    };
+    // The baseline runs uncached, so it leaves no trace: every block of every step.
+    let all = Executions {
+        double: (size.double_blocks * s) as f64,
+        single: (size.single_blocks * s) as f64,
+    };
+    let references = [
+        (&base, all),
+        (&floor, layout.executions(&floor.run.trace, 1, 0)),
+        (
+            &floor_doubles,
+            layout.executions(&floor_doubles.run.trace, fn_doubles, 0),
+        ),
+    ];
+    // The floors' own engine time is taken out, so that the ideal holds blocks only.
+    let fit = |seconds: fn(&Timed) -> f64| {
+        CostModel::fit(references.map(|(t, executions)| Reference {
+            executions,
+            seconds: seconds(t) - t.engine_seconds(),
+        }))
+    };
+    let wall_model = fit(|t| t.run.wall.as_secs_f64());
+    let cpu_model = fit(|t| t.cpu);
+    let (t_base, c_base) = (base.run.wall.as_secs_f64(), base.cpu);
 
     println!(
-        "baseline {t_base:.3} s (CPU {c_base:.3} s); per block execution {:.2} ms; unskippable {:.3} s ({n} blocks x {s} steps)",
-        wall_model.b * 1e3,
-        wall_model.e,
+        "baseline {t_base:.3} s (CPU {c_base:.3} s); per block execution: double {:.2} ms, single {:.2} ms (CPU {:.2} / {:.2} ms); unskippable {:.3} s (CPU {:.3} s) ({n} blocks x {s} steps)",
+        wall_model.double_block * 1e3,
+        wall_model.single_block * 1e3,
+        cpu_model.double_block * 1e3,
+        cpu_model.single_block * 1e3,
+        wall_model.unskippable,
+        cpu_model.unskippable,
     );
     println!();
     println!(
-        "| config                 | time (s) | CPU (s) | speedup | blocks computed | overhead | overhead CPU | PSNR (dB) | max abs err | cached steps |"
+        "| config                 | time (s) | CPU (s) | speedup | blocks computed | overhead | overhead CPU | engine (ms) | in-run overhead | PSNR (dB) | max abs err | cached steps |"
     );
     println!(
-        "|------------------------|----------|---------|---------|-----------------|----------|--------------|-----------|-------------|--------------|"
+        "|------------------------|----------|---------|---------|-----------------|----------|--------------|-------------|-----------------|-----------|-------------|--------------|"
     );
     let mut rows = Vec::new();
     let cases = grid(s, args.quick)
         .into_iter()
         .filter(|c| args.only.is_empty() || args.only.contains(&c.name));
     for case in cases {
-        let (r, c) = timed(&case.name, Some(&case.options))?;
-        let fn_bn = case.options.cache.fn_compute_blocks + case.options.cache.bn_compute_blocks;
-        let ran = blocks_run(&r, n, fn_bn) as f64;
-        let t = r.wall.as_secs_f64();
+        let timed_run = timed(&case.name, Some(&case.options))?;
+        let r = &timed_run.run;
+        let (f, b) = (
+            case.options.cache.fn_compute_blocks,
+            case.options.cache.bn_compute_blocks,
+        );
+        let ran = layout.executions(&r.trace, f, b);
+        let (t, c) = (r.wall.as_secs_f64(), timed_run.cpu);
         let (overhead, overhead_cpu) = (t / wall_model.ideal(ran), c / cpu_model.ideal(ran));
-        let (psnr, max_err) = demo::fidelity(&base.latents, &r.latents)?;
+        let engine = timed_run.engine_seconds();
+        let in_run = t / (t - engine);
+        let (psnr, max_err) = demo::fidelity(&base.run.latents, &r.latents)?;
         let cached: Vec<usize> = r.trace.iter().filter(|c| c.cached).map(|c| c.step).collect();
-        let frac = ran / all_blocks;
+        let frac = ran.total() / all.total();
         println!(
-            "| {:<22} | {t:>8.3} | {c:>7.3} | {:>6.2}x | {:>14.1}% | {overhead:>8.3} | {overhead_cpu:>12.3} | {psnr:>9.2} | {max_err:>11.4} | {:>12} |",
+            "| {:<22} | {t:>8.3} | {c:>7.3} | {:>6.2}x | {:>14.1}% | {overhead:>8.3} | {overhead_cpu:>12.3} | {:>11.2} | {in_run:>15.4} | {psnr:>9.2} | {max_err:>11.4} | {:>12} |",
             case.name,
             t_base / t,
             frac * 100.0,
+            engine * 1e3,
             cached.len()
         );
         rows.push(json!({
             "config": case.name, "name": case.options.cache.strify(), "time_s": t, "cpu_s": c, "speedup": t_base / t,
-            "computed_fraction": frac, "overhead_ratio": overhead, "overhead_ratio_cpu": overhead_cpu,
+            "computed_fraction": frac, "double_blocks_run": ran.double, "single_blocks_run": ran.single,
+            "overhead_ratio": overhead, "overhead_ratio_cpu": overhead_cpu,
+            "engine_s": engine, "overhead_ratio_in_run": in_run,
             "psnr_db": psnr, "max_abs_err": max_err,
-            "cached_steps": cached, "fn": fn_bn - case.options.cache.bn_compute_blocks,
-            "bn": case.options.cache.bn_compute_blocks, "threshold": case.options.cache.residual_diff_threshold,
+            "cached_steps": cached, "fn": f, "bn": b, "threshold": case.options.cache.residual_diff_threshold,
             "taylorseer_order": case.order,
             "mask": case.mask,
+            "step_ms": timed_run.step_ms,
         }));
     }
     if let Some(path) = &args.json {
+        let reference = |t: &Timed| json!({ "time_s": t.run.wall.as_secs_f64(), "cpu_s": t.cpu, "engine_s": t.engine_seconds(), "step_ms": t.step_ms });
+        let model = |m: &CostModel| json!({ "double_block_ms": m.double_block * 1e3, "single_block_ms": m.single_block * 1e3, "unskippable_s": m.unskippable });
         let doc = json!({ "size": args.demo.size, "threads": threads, "seed": args.demo.seed,
             "hidden": size.heads * size.head_dim, "image_tokens": size.grid * size.grid, "text_tokens": size.text_len,
-            "baseline_s": t_base, "baseline_cpu_s": c_base, "floor_s": t_floor, "floor_cpu_s": c_floor,
-            "block_ms": wall_model.b * 1e3, "unskippable_s": wall_model.e,
-            "block_cpu_ms": cpu_model.b * 1e3, "unskippable_cpu_s": cpu_model.e,
+            "double_blocks": size.double_blocks, "single_blocks": size.single_blocks,
+            "baseline_s": t_base, "baseline_cpu_s": c_base,
+            "baseline": reference(&base), "floor": reference(&floor), "floor_doubles": reference(&floor_doubles),
+            "cost_model": model(&wall_model), "cost_model_cpu": model(&cpu_model),
             "steps": s, "blocks": n, "runs": rows });
         std::fs::write(path, serde_json::to_string_pretty(&doc)?)?;
         println!("wrote {}", path.display());
@@ -281,25 +324,24 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     Ok(())
 }
 
-/// A run's time as `e + b·blocks`, fitted on the baseline and the always-cached floor run.
-struct CostModel {
-    /// What no cache can skip (embedders, final layer, scheduler), in seconds.
-    e: f64,
-    /// One block execution, in seconds.
-    b: f64,
+/// One timed generation.
+struct Timed {
+    run: Run,
+    /// Process CPU seconds it used.
+    cpu: f64,
+    /// Wall time of each step, in ms.
+    step_ms: Vec<f64>,
 }
 
-impl CostModel {
-    fn fit(t_base: f64, t_floor: f64, base_blocks: f64, floor_blocks: f64) -> Self {
-        let b = (t_base - t_floor) / (base_blocks - floor_blocks).max(1.0);
-        Self {
-            e: (t_base - b * base_blocks).max(0.0),
-            b,
-        }
-    }
-
-    fn ideal(&self, blocks: f64) -> f64 {
-        self.e + self.b * blocks
+impl Timed {
+    /// The cache engine's own host time in the run (all cached lists): its calls' time outside
+    /// their blocks.
+    fn engine_seconds(&self) -> f64 {
+        self.run
+            .stats
+            .iter()
+            .map(|st| st.host_time.engine().as_secs_f64())
+            .sum()
     }
 }
 

@@ -2,6 +2,7 @@
 //! prints; everything a user sees is written here.
 
 mod bench;
+mod cost_model;
 mod default_job;
 mod device;
 mod plot;

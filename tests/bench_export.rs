@@ -108,4 +108,54 @@ fn bench_tiny_writes_json_with_threads_and_cached_steps() {
     assert!(cached.iter().all(|&s| (8..12).contains(&s)), "{cached:?}");
     let frac = runs[0]["computed_fraction"].as_f64().unwrap();
     assert!((frac - (12 * 3 - 2 * cached.len()) as f64 / 36.0).abs() < 1e-12);
+    // By kind: F1 keeps the one double block on every step; a cached step skips both singles.
+    assert_eq!(runs[0]["double_blocks_run"], 12.0);
+    assert_eq!(
+        runs[0]["single_blocks_run"].as_f64().unwrap(),
+        (2 * (12 - cached.len())) as f64
+    );
+    // The engine's own host time is measured inside the run and is a sliver of it.
+    let (engine, time) = (
+        runs[0]["engine_s"].as_f64().unwrap(),
+        runs[0]["time_s"].as_f64().unwrap(),
+    );
+    assert!(engine > 0.0 && engine < time, "engine {engine} s of {time} s");
+    let in_run = runs[0]["overhead_ratio_in_run"].as_f64().unwrap();
+    assert!((in_run - time / (time - engine)).abs() < 1e-12);
+    assert_eq!(runs[0]["step_ms"].as_array().unwrap().len(), 12);
+    for reference in ["baseline", "floor", "floor_doubles"] {
+        assert_eq!(
+            doc[reference]["step_ms"].as_array().unwrap().len(),
+            12,
+            "{reference}"
+        );
+    }
+    assert!(doc["cost_model"]["double_block_ms"].as_f64().unwrap().is_finite());
+}
+
+#[test]
+fn bench_export_only_writes_the_folder_and_stops() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_cachedit"))
+        .args([
+            "bench",
+            "--size",
+            "tiny",
+            "--steps",
+            "4",
+            "--export-only",
+            "--export",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for file in ["config.json", "diffusion_pytorch_model.safetensors", INPUTS_NAME] {
+        assert!(dir.path().join(file).is_file(), "{file} not written");
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !stdout.contains("| config"),
+        "no benchmark after --export-only: {stdout}"
+    );
 }

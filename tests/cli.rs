@@ -70,6 +70,8 @@ fn default_command_on_the_trained_model_writes_a_grid() {
         "trained demo model",
         "speedup",
         "blocks computed",
+        "cached-list calls",
+        "in-run overhead ratio",
         "latent            PSNR",
         "pixels            PSNR",
         "SSIM",

@@ -339,6 +339,27 @@ fn refresh_context_restarts_counters_and_warmup() -> Result<()> {
     Ok(())
 }
 
+#[test]
+fn host_time_counts_every_call_and_splits_out_the_blocks() -> Result<()> {
+    let model = scalar_model(vector_config(2, 0.1));
+    assert_eq!(run_scalar_sequence(&model, &[1.0; 4])?, "CCSS");
+    let t = summary(&model)[0].host_time;
+    assert_eq!(t.calls, 4, "computed and cached calls alike");
+    assert!(
+        t.blocks > std::time::Duration::ZERO && t.blocks <= t.total,
+        "{t:?}"
+    );
+    assert_eq!(t.engine() + t.blocks, t.total);
+    refresh_context(&model);
+    run_scalar_sequence(&model, &[1.0; 2])?;
+    assert_eq!(
+        summary(&model)[0].host_time.calls,
+        2,
+        "a refresh starts a new count, as the other statistics do"
+    );
+    Ok(())
+}
+
 /// FLUX.1 style: two fields run as ONE cached list; Fn/Bn count across both.
 struct Chained {
     first: BlockList<P1Block>,

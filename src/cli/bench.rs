@@ -48,6 +48,9 @@ pub struct BenchArgs {
     /// `tools/reference/bench_torch.py DIR` runs the same weights and inputs.
     #[arg(long)]
     export: Option<std::path::PathBuf>,
+    /// With `--export`: write the folder and inputs, then stop without benchmarking.
+    #[arg(long, requires = "export")]
+    export_only: bool,
     /// Run only the grid configs of these names (e.g. `--only "F1B0 R0.12"`), for the large
     /// size where the whole grid takes long.
     #[arg(long)]
@@ -179,6 +182,9 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         let path = dir.join(export::INPUTS_NAME);
         inputs.save(&path)?;
         println!("wrote {}", path.display());
+        if args.export_only {
+            return Ok(());
+        }
     }
     let threads = candle_core::utils::get_num_threads();
     println!(
@@ -203,13 +209,35 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         pb.finish_and_clear();
         Ok(Timed { run, cpu, step_ms })
     };
-    // Warm caches and allocator with two steps, then the three reference runs.
+    // Warm caches and allocator with two steps, then the three reference runs, each followed
+    // by a speed probe.
     let short = BenchInputs {
         sigmas: inputs.sigmas[..inputs.sigmas.len().min(3)].to_vec(),
         ..inputs.clone()
     };
-    generate(&model, None, &short, |_, _| {})?;
+    // A few uncached steps between runs measure how fast the machine is running right then; a
+    // run's speed is the mean of the probes before and after it. On a shared machine that
+    // speed drifts by several percent within minutes, more than the overhead to be measured.
+    let warm = generate(&model, None, &short, |_, _| {})?;
+    // At least two steps and about a second, so that the CPU clock's 10 ms ticks do not matter.
+    let step_estimate = warm.wall.as_secs_f64() / (short.sigmas.len() - 1) as f64;
+    let probe_steps = ((1.0 / step_estimate.max(1e-6)).ceil() as usize).clamp(2, s);
+    let probe_inputs = BenchInputs {
+        sigmas: inputs.sigmas[..=probe_steps].to_vec(),
+        ..inputs.clone()
+    };
+    let probe = || -> Result<Probe> {
+        let cpu0 = process_cpu_seconds();
+        let r = generate(&model, None, &probe_inputs, |_, _| {})?;
+        let steps = probe_steps as f64;
+        Ok(Probe {
+            wall: r.wall.as_secs_f64() / steps,
+            cpu: (process_cpu_seconds() - cpu0) / steps,
+        })
+    };
+    let mut probes = vec![probe()?];
     let base = timed("baseline", None)?;
+    probes.push(probe()?);
     // The floors cache every step after the first, computing Fn blocks only: one block, and
     // every double block (at least two, so that the floors differ), which separates the two
     // kinds' costs.
@@ -224,7 +252,17 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         })
     };
     let floor = timed("floor", Some(&floor_options(1)))?;
+    probes.push(probe()?);
     let floor_doubles = timed("floor (double blocks)", Some(&floor_options(fn_doubles)))?;
+    probes.push(probe()?);
+    // Speed of the run between probes i and i + 1, relative to the baseline's.
+    let speed = |probes: &[Probe], i: usize| Probe::between(&probes[i], &probes[i + 1]);
+    let base_speed = speed(&probes, 0);
+    let relative = |p: Probe| Probe {
+        wall: p.wall / base_speed.wall,
+        cpu: p.cpu / base_speed.cpu,
+    };
+    let reference_speeds = [base_speed, speed(&probes, 1), speed(&probes, 2)].map(relative);
     let layout = Layout {
         double: size.double_blocks,
         single: size.single_blocks,
@@ -235,22 +273,28 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         single: (size.single_blocks * s) as f64,
     };
     let references = [
-        (&base, all),
-        (&floor, layout.executions(&floor.run.trace, 1, 0)),
+        (&base, all, reference_speeds[0]),
+        (
+            &floor,
+            layout.executions(&floor.run.trace, 1, 0),
+            reference_speeds[1],
+        ),
         (
             &floor_doubles,
             layout.executions(&floor_doubles.run.trace, fn_doubles, 0),
+            reference_speeds[2],
         ),
     ];
-    // The floors' own engine time is taken out, so that the ideal holds blocks only.
-    let fit = |seconds: fn(&Timed) -> f64| {
-        CostModel::fit(references.map(|(t, executions)| Reference {
+    // The floors' own engine time is taken out, so that the ideal holds blocks only, and each
+    // reference is brought to the baseline's machine speed.
+    let fit = |seconds: fn(&Timed) -> f64, speed: fn(&Probe) -> f64| {
+        CostModel::fit(references.map(|(t, executions, s)| Reference {
             executions,
-            seconds: seconds(t) - t.engine_seconds(),
+            seconds: (seconds(t) - t.engine_seconds()) / speed(&s),
         }))
     };
-    let wall_model = fit(|t| t.run.wall.as_secs_f64());
-    let cpu_model = fit(|t| t.cpu);
+    let wall_model = fit(|t| t.run.wall.as_secs_f64(), |p| p.wall);
+    let cpu_model = fit(|t| t.cpu, |p| p.cpu);
     let (t_base, c_base) = (base.run.wall.as_secs_f64(), base.cpu);
 
     println!(
@@ -264,17 +308,28 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     );
     println!();
     println!(
-        "| config                 | time (s) | CPU (s) | speedup | blocks computed | overhead | overhead CPU | engine (ms) | in-run overhead | PSNR (dB) | max abs err | cached steps |"
+        "| config                 | time (s) | CPU (s) | speedup | blocks computed | overhead | overhead CPU | rel. step | engine (ms) | in-run overhead | PSNR (dB) | max abs err | cached steps |"
     );
     println!(
-        "|------------------------|----------|---------|---------|-----------------|----------|--------------|-------------|-----------------|-----------|-------------|--------------|"
+        "|------------------------|----------|---------|---------|-----------------|----------|--------------|-----------|-------------|-----------------|-----------|-------------|--------------|"
     );
-    let mut rows = Vec::new();
+    let reference = |t: &Timed, speed: Probe| json!({ "time_s": t.run.wall.as_secs_f64(), "cpu_s": t.cpu, "engine_s": t.engine_seconds(), "step_ms": t.step_ms, "relative_step_time": speed.wall, "relative_step_cpu": speed.cpu });
+    let model = |m: &CostModel| json!({ "double_block_ms": m.double_block * 1e3, "single_block_ms": m.single_block * 1e3, "unskippable_s": m.unskippable });
+    let mut doc = json!({ "size": args.demo.size, "threads": threads, "seed": args.demo.seed,
+        "hidden": size.heads * size.head_dim, "image_tokens": size.grid * size.grid, "text_tokens": size.text_len,
+        "double_blocks": size.double_blocks, "single_blocks": size.single_blocks,
+        "baseline_s": t_base, "baseline_cpu_s": c_base,
+        "baseline": reference(&base, reference_speeds[0]), "floor": reference(&floor, reference_speeds[1]),
+        "floor_doubles": reference(&floor_doubles, reference_speeds[2]),
+        "cost_model": model(&wall_model), "cost_model_cpu": model(&cpu_model),
+        "steps": s, "blocks": n, "runs": [] });
     let cases = grid(s, args.quick)
         .into_iter()
         .filter(|c| args.only.is_empty() || args.only.contains(&c.name));
     for case in cases {
         let timed_run = timed(&case.name, Some(&case.options))?;
+        probes.push(probe()?);
+        let run_speed = relative(speed(&probes, probes.len() - 2));
         let r = &timed_run.run;
         let (f, b) = (
             case.options.cache.fn_compute_blocks,
@@ -282,46 +337,68 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         );
         let ran = layout.executions(&r.trace, f, b);
         let (t, c) = (r.wall.as_secs_f64(), timed_run.cpu);
-        let (overhead, overhead_cpu) = (t / wall_model.ideal(ran), c / cpu_model.ideal(ran));
+        let (raw, raw_cpu) = (t / wall_model.ideal(ran), c / cpu_model.ideal(ran));
+        // The ideal at the machine speed the run saw.
+        let (overhead, overhead_cpu) = (raw / run_speed.wall, raw_cpu / run_speed.cpu);
         let engine = timed_run.engine_seconds();
         let in_run = t / (t - engine);
         let (psnr, max_err) = demo::fidelity(&base.run.latents, &r.latents)?;
         let cached: Vec<usize> = r.trace.iter().filter(|c| c.cached).map(|c| c.step).collect();
         let frac = ran.total() / all.total();
         println!(
-            "| {:<22} | {t:>8.3} | {c:>7.3} | {:>6.2}x | {:>14.1}% | {overhead:>8.3} | {overhead_cpu:>12.3} | {:>11.2} | {in_run:>15.4} | {psnr:>9.2} | {max_err:>11.4} | {:>12} |",
+            "| {:<22} | {t:>8.3} | {c:>7.3} | {:>6.2}x | {:>14.1}% | {overhead:>8.3} | {overhead_cpu:>12.3} | {:>9.3} | {:>11.2} | {in_run:>15.4} | {psnr:>9.2} | {max_err:>11.4} | {:>12} |",
             case.name,
             t_base / t,
             frac * 100.0,
+            run_speed.wall,
             engine * 1e3,
             cached.len()
         );
-        rows.push(json!({
+        let row = json!({
             "config": case.name, "name": case.options.cache.strify(), "time_s": t, "cpu_s": c, "speedup": t_base / t,
             "computed_fraction": frac, "double_blocks_run": ran.double, "single_blocks_run": ran.single,
             "overhead_ratio": overhead, "overhead_ratio_cpu": overhead_cpu,
+            "overhead_ratio_unbracketed": raw, "overhead_ratio_cpu_unbracketed": raw_cpu,
+            "relative_step_time": run_speed.wall, "relative_step_cpu": run_speed.cpu,
             "engine_s": engine, "overhead_ratio_in_run": in_run,
             "psnr_db": psnr, "max_abs_err": max_err,
             "cached_steps": cached, "fn": f, "bn": b, "threshold": case.options.cache.residual_diff_threshold,
             "taylorseer_order": case.order,
             "mask": case.mask,
             "step_ms": timed_run.step_ms,
-        }));
+        });
+        if let Some(runs) = doc["runs"].as_array_mut() {
+            runs.push(row);
+        }
+        // Rewritten after every config: a long run stopped early keeps what it measured.
+        if let Some(path) = &args.json {
+            std::fs::write(path, serde_json::to_string_pretty(&doc)?)?;
+        }
     }
     if let Some(path) = &args.json {
-        let reference = |t: &Timed| json!({ "time_s": t.run.wall.as_secs_f64(), "cpu_s": t.cpu, "engine_s": t.engine_seconds(), "step_ms": t.step_ms });
-        let model = |m: &CostModel| json!({ "double_block_ms": m.double_block * 1e3, "single_block_ms": m.single_block * 1e3, "unskippable_s": m.unskippable });
-        let doc = json!({ "size": args.demo.size, "threads": threads, "seed": args.demo.seed,
-            "hidden": size.heads * size.head_dim, "image_tokens": size.grid * size.grid, "text_tokens": size.text_len,
-            "double_blocks": size.double_blocks, "single_blocks": size.single_blocks,
-            "baseline_s": t_base, "baseline_cpu_s": c_base,
-            "baseline": reference(&base), "floor": reference(&floor), "floor_doubles": reference(&floor_doubles),
-            "cost_model": model(&wall_model), "cost_model_cpu": model(&cpu_model),
-            "steps": s, "blocks": n, "runs": rows });
         std::fs::write(path, serde_json::to_string_pretty(&doc)?)?;
         println!("wrote {}", path.display());
     }
     Ok(())
+}
+
+/// Per-step time of a speed probe (a few uncached steps), or a run's speed relative to another's.
+#[derive(Debug, Clone, Copy)]
+struct Probe {
+    /// Wall seconds per step (or their ratio).
+    wall: f64,
+    /// CPU seconds per step (or their ratio).
+    cpu: f64,
+}
+
+impl Probe {
+    /// The speed of a run between two probes: their mean.
+    fn between(before: &Probe, after: &Probe) -> Self {
+        Self {
+            wall: (before.wall + after.wall) / 2.0,
+            cpu: (before.cpu + after.cpu) / 2.0,
+        }
+    }
 }
 
 /// One timed generation.

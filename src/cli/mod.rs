@@ -5,6 +5,7 @@ mod bench;
 mod cost_model;
 mod default_job;
 mod device;
+mod heap;
 mod plot;
 mod progress;
 mod run;
@@ -42,6 +43,7 @@ enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
+    heap::keep_freed_memory();
     let result = match cli.command {
         None => default_job::run(&cli.default),
         Some(Command::Demo(args)) => default_job::run(&args),

@@ -347,6 +347,10 @@ pub fn run(args: &RunArgs) -> Result<()> {
     if !stats.is_empty() {
         print!("{}", render_summary(&stats));
     }
+    // On an asynchronous device the host time split is not the engine's (see `HostTime`).
+    if let Some(line) = super::default_job::engine_line(&stats, wall).filter(|_| device.is_cpu()) {
+        println!("engine: {line}");
+    }
     if let Some(path) = &args.output {
         let mut tensors = vec![("latents".to_string(), out.latents.clone())];
         for (i, t) in out.step_outputs.iter().enumerate() {

@@ -239,8 +239,10 @@ def table(paths):
     median = lambda xs: sorted(xs)[len(xs) // 2] if len(xs) % 2 else sum(sorted(xs)[len(xs) // 2 - 1:len(xs) // 2 + 1]) / 2
     base_step = {id(d): median(d["baseline"]["step_ms"]) for d in docs}
     src = {id(r): d for d in docs for r in d["runs"]}
-    print("| config | time s (CPU s) | speedup | blocks computed | overhead wall / CPU | engine ms | in-run overhead | computed-step median / baseline's | PSNR dB | cached steps |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    bracketed = all("relative_step_time" in r for r in runs)
+    probe_col = " step time vs baseline's (probes, wall / CPU) |" if bracketed else ""
+    print(f"| config | time s (CPU s) | speedup | blocks computed | overhead wall / CPU | engine ms | in-run overhead |{probe_col} computed-step median / baseline's | PSNR dB | cached steps |")
+    print("|---|---|---|---|---|---|---|---|---|---|" + ("---|" if bracketed else ""))
     for r in runs:
         computed = [t for i, t in enumerate(r["step_ms"]) if i not in set(r["cached_steps"])]
         drift = median(computed) / base_step[id(src[id(r)])] if computed else float("nan")
@@ -248,7 +250,9 @@ def table(paths):
         print(
             f"| {r['config']} | {r['time_s']:.2f} ({r['cpu_s']:.2f}) | {r['speedup']:.2f}x | {r['computed_fraction'] * 100:.1f}% "
             f"| {r['overhead_ratio']:.3f} / {r['overhead_ratio_cpu']:.3f} | {r['engine_s'] * 1e3:.1f} "
-            f"| {r['overhead_ratio_in_run']:.4f} | {drift:.3f} | {r['psnr_db']:.2f} | {','.join(map(str, r['cached_steps']))} |"
+            f"| {r['overhead_ratio_in_run']:.4f} |"
+            + (f" {r['relative_step_time']:.3f} / {r['relative_step_cpu']:.3f} |" if bracketed else "")
+            + f" {drift:.3f} | {r['psnr_db']:.2f} | {','.join(map(str, r['cached_steps']))} |"
         )
     col = lambda k: [r[k] for r in runs]
     print()

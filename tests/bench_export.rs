@@ -72,25 +72,24 @@ fn exported_model_reads_back_as_the_seeded_one() {
     assert_eq!(max_abs_diff(&back["latents"], &inputs.latents), 0.0);
 }
 
+/// `cachedit bench --size tiny ARGS PATH`.
+fn bench_tiny(args: &[&str], path: &std::path::Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_cachedit"))
+        .args(["bench", "--size", "tiny"])
+        .args(args)
+        .arg(path)
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn bench_tiny_writes_json_with_threads_and_cached_steps() {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("bench.json");
-    let out = Command::new(env!("CARGO_BIN_EXE_cachedit"))
-        .args([
-            "bench",
-            "--size",
-            "tiny",
-            "--steps",
-            "12",
-            "--quick",
-            "--only",
-            "F1B0 R0.2",
-            "--json",
-        ])
-        .arg(&json)
-        .output()
-        .unwrap();
+    let out = bench_tiny(
+        &["--steps", "12", "--quick", "--only", "F1B0 R0.2", "--json"],
+        &json,
+    );
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert!(doc["threads"].as_u64().unwrap() >= 1);
@@ -136,19 +135,7 @@ fn bench_tiny_writes_json_with_threads_and_cached_steps() {
 #[test]
 fn bench_export_only_writes_the_folder_and_stops() {
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_cachedit"))
-        .args([
-            "bench",
-            "--size",
-            "tiny",
-            "--steps",
-            "4",
-            "--export-only",
-            "--export",
-        ])
-        .arg(dir.path())
-        .output()
-        .unwrap();
+    let out = bench_tiny(&["--steps", "4", "--export-only", "--export"], dir.path());
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     for file in ["config.json", "diffusion_pytorch_model.safetensors", INPUTS_NAME] {
         assert!(dir.path().join(file).is_file(), "{file} not written");

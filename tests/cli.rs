@@ -195,19 +195,10 @@ fn cli_trace_matches_the_library_record_for_record() {
             .any(|r| r["cached"] == true),
         "the run caches something"
     );
-    let cli_latents = candle_core::safetensors::load(&output, &device)
-        .unwrap()
-        .remove("latents")
-        .unwrap();
-    let diff = (cli_latents - lib_out.latents)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
-    assert_eq!(diff, 0.0);
+    assert_eq!(
+        max_abs_diff(&saved_latents(&output, &device), &lib_out.latents),
+        0.0
+    );
 }
 
 #[test]
@@ -477,17 +468,27 @@ fn run_with_ddim_and_given_timesteps_matches_the_library() {
         output.to_str().unwrap(),
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let cli_latents = candle_core::safetensors::load(&output, &device)
+    assert_eq!(
+        max_abs_diff(&saved_latents(&output, &device), &lib_out.latents),
+        0.0
+    );
+}
+
+/// The `latents` tensor of a `--output` file.
+fn saved_latents(path: &std::path::Path, device: &candle_core::Device) -> candle_core::Tensor {
+    candle_core::safetensors::load(path, device)
         .unwrap()
         .remove("latents")
-        .unwrap();
-    let diff = (cli_latents - lib_out.latents)
+        .unwrap()
+}
+
+fn max_abs_diff(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f32 {
+    (a - b)
         .unwrap()
         .abs()
         .unwrap()
         .max_all()
         .unwrap()
         .to_scalar::<f32>()
-        .unwrap();
-    assert_eq!(diff, 0.0);
+        .unwrap()
 }

@@ -214,3 +214,79 @@ fn cogview4_block_with_text_padding_mask() -> Result<()> {
     assert!(err > 1e-3, "unmasked output matches the masked one ({err})");
     Ok(())
 }
+
+/// The blocks run in bf16 (weights and inputs), return bf16, and stay within bf16 rounding of
+/// diffusers' f32 outputs: the mixed-precision paths (Wan's f32 modulation and residuals around
+/// bf16 attention and FFN, rotary tables and masks cast to the stream's dtype) fit together.
+#[test]
+fn blocks_run_in_bf16_near_the_f32_reference() -> Result<()> {
+    const BF16_REL: f32 = 5e-2;
+    let bf16 = |name: &str| -> Result<Case> {
+        let c = case(name)?;
+        let weights =
+            candle_core::safetensors::load(fixture(&c.name).join("block.safetensors"), &Device::Cpu)?;
+        let io =
+            c.io.into_iter()
+                .map(|(k, v)| {
+                    let v = if v.dtype() == DType::F32 && !k.starts_with("out.") {
+                        v.to_dtype(DType::BF16)?
+                    } else {
+                        v
+                    };
+                    Ok((k, v))
+                })
+                .collect::<Result<_>>()?;
+        Ok(Case {
+            io,
+            weights: VarBuilder::from_tensors(weights, DType::BF16, &Device::Cpu),
+            name: c.name,
+        })
+    };
+    let close = |c: &Case, got: &Tensor, key: &str| -> Result<()> {
+        assert_eq!(got.dtype(), DType::BF16, "{} {key}", c.name);
+        assert_close(&format!("{} bf16 {key}", c.name), got, c.get(key)?, BF16_REL).map(|_| ())
+    };
+
+    let c = bf16("wan")?;
+    let block = SequentialBlock::new(
+        &SequentialBlockConfig::wan(24, 2, 32, true, 1e-6),
+        c.weights.clone(),
+    )?;
+    let out = block.forward(
+        c.get("hidden_states")?,
+        Some(c.get("encoder_hidden_states")?),
+        c.get("temb")?,
+        Some(&c.rotary(RopeStyle::Interleaved)?),
+        None,
+        None,
+    )?;
+    close(&c, &out, "out.hidden_states")?;
+
+    let c = bf16("pixart")?;
+    let block = SequentialBlock::new(&SequentialBlockConfig::pixart(8, 2, 4, 12), c.weights.clone())?;
+    let mask = c.get("encoder_attention_mask")?.unsqueeze(1)?;
+    let out = block.forward(
+        c.get("hidden_states")?,
+        Some(c.get("encoder_hidden_states")?),
+        c.get("timestep")?,
+        None,
+        None,
+        Some(&mask),
+    )?;
+    close(&c, &out, "out.hidden_states")?;
+
+    let c = bf16("cogvideox")?;
+    let block = SharedJointBlock::new(
+        &SharedJointBlockConfig::cogvideox(32, 2, 16, 6),
+        c.weights.clone(),
+    )?;
+    let (h, e) = block.forward(
+        c.get("hidden_states")?,
+        c.get("encoder_hidden_states")?,
+        c.get("temb")?,
+        Some(&c.rotary(RopeStyle::Interleaved)?),
+        None,
+    )?;
+    close(&c, &h, "out.hidden_states")?;
+    close(&c, &e, "out.encoder_hidden_states")
+}

@@ -15,7 +15,7 @@
 //!
 //! Checked against diffusers' `BasicTransformerBlock` (`ada_norm_single`, `ada_norm_zero`) and
 //! `WanTransformerBlock` by `adapters/tests/design_blocks.rs`. Knobs for the other Design D
-//! families (families.md §4: linear attention, GQA, GLUMBConv/SwiGLU FFNs, RMS norms, shift-only,
+//! families (linear attention, GQA, GLUMBConv/SwiGLU FFNs, RMS norms, shift-only,
 //! adaLN-LoRA and continuous modulations, long skips, causal masks) are still to add with them.
 
 use candle_core::{DType, Module, Result, Tensor};

@@ -15,7 +15,7 @@
 //!
 //! Checked against diffusers' `CogVideoXBlock`, `CogView3PlusTransformerBlock` and
 //! `CogView4TransformerBlock` by `adapters/tests/design_blocks.rs`. Still to add with their
-//! families (families.md §4): EasyAnimate's separate text weights (`add_*_proj`,
+//! families: EasyAnimate's separate text weights (`add_*_proj`,
 //! `norm_added_*`, `to_add_out`, `txt_ff`) and FP32 norms, ConsisID's face hook.
 
 use candle_core::{DType, Module, Result, Tensor};

@@ -2,8 +2,8 @@
 //!
 //! - [`components`]: the pieces every family configures rather than copies (attention, norms,
 //!   adaLN modulation, feed-forward, timestep/text embedders, rotary tables, patchify).
-//! - [`blocks`]: the block designs of `families.md` §4: J (dual-stream joint, MMDiT) and S
-//!   (parallel single-stream).
+//! - [`blocks`]: the block designs of `families.md` §4: J (dual-stream joint, MMDiT), S
+//!   (parallel single-stream), D (sequential) and X (shared-weight joint, expert adaLN).
 //! - [`families`]: the transformers, with diffusers' parameter names so a hub `transformer/`
 //!   folder loads as is.
 //! - [`demo`]: a small Flux-architecture model trained by cachedit on procedurally drawn shapes,

@@ -3,8 +3,12 @@
 //!
 //! - [`joint`]: Design J, the dual-stream joint (MMDiT) block.
 //! - [`single`]: Design S, the parallel single-stream block.
+//! - [`sequential`]: Design D, the sequential block (self-attention, optional cross-attention, FFN).
+//! - [`shared_joint`]: Design X, shared-weight joint attention with expert adaLN.
 
 pub mod joint;
+pub mod sequential;
+pub mod shared_joint;
 pub mod single;
 
 use candle_core::{DType, Result, Tensor};

@@ -37,7 +37,9 @@ pub enum QkNorm {
 }
 
 impl QkNorm {
-    fn build(self, head_dim: usize, vb: VarBuilder) -> Result<Option<Norm>> {
+    /// The norm over `head_dim` channels (or any width: the whole inner width for norms
+    /// across heads), parameters read from `vb`; `None` for [`QkNorm::None`].
+    pub(crate) fn build(self, head_dim: usize, vb: VarBuilder) -> Result<Option<Norm>> {
         let kind = match self {
             Self::None => return Ok(None),
             Self::RmsNorm { eps, affine } => (NormKind::RmsNorm { affine }, eps),

@@ -1,12 +1,16 @@
 //! Shared sub-components (families.md §4), written once and configured by knobs.
 
 pub mod attention;
+pub mod cross_attention;
 pub mod embeddings;
+pub mod expert_modulation;
 pub mod ffn;
+pub mod label_embedding;
 pub mod modulation;
 pub mod norm;
 pub mod patchify;
 pub mod rope;
+pub mod scale_shift_table;
 
 use std::cell::Cell;
 

@@ -50,6 +50,11 @@ impl RotaryEmbedding {
         Self::new(half(cos)?, half(sin)?, RopeStyle::Interleaved)
     }
 
+    /// How the channels are paired.
+    pub fn style(&self) -> RopeStyle {
+        self.style
+    }
+
     /// The sequence length.
     pub fn seq_len(&self) -> usize {
         self.cos.dims()[0]

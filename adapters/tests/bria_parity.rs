@@ -4,7 +4,7 @@
 
 mod harness;
 
-use cachedit_adapters::families::bria::{BriaTransformer2DModel, Config, names};
+use cachedit_adapters::families::bria::{BriaTransformer2DModel, Config};
 use harness::prelude::*;
 
 type Model = BriaTransformer2DModel;
@@ -23,19 +23,9 @@ const CACHE: CacheCase = CacheCase {
 #[test]
 fn tiny_bria_matches_diffusers() -> Result<()> {
     let p = Parity::<Model>::load(NAME, REL)?;
-    let [x, text, t, img_ids, txt_ids] = p.ios([
-        "hidden_states",
-        "encoder_hidden_states",
-        "timestep",
-        "img_ids",
-        "txt_ids",
-    ])?;
-    let cond = Conditioning::new()
-        .with(names::ENCODER_HIDDEN_STATES, text.clone())
-        .with(names::IMG_IDS, img_ids.clone())
-        .with(names::TXT_IDS, txt_ids.clone());
-    p.output(&p.model.predict(x, t, &cond)?)?;
+    p.output(&p.predict(&["encoder_hidden_states", "img_ids", "txt_ids"], 1.0)?)?;
 
+    let [t, img_ids, txt_ids] = p.ios(["timestep", "img_ids", "txt_ids"])?;
     let (cos, sin) = p.model.rotary_embedding(img_ids, txt_ids)?.full_tables()?;
     p.check_within("rope cos", &cos, "double0.in.rope_cos", 1e-6)?;
     p.check_within("rope sin", &sin, "double0.in.rope_sin", 1e-6)?;

@@ -12,7 +12,43 @@
 //!
 //! A test file declares `mod harness;` and `use harness::prelude::*;`, which brings the types
 //! both harnesses take (so a path moved in `cachedit_runtime` or `cachedit_adapters` is fixed
-//! here, not in every test file).
+//! here, not in every test file). A new family's parity test, after `gen_foo.py` wrote
+//! `fixtures/foo_tiny/`:
+//!
+//! ```ignore
+//! #[test]
+//! fn tiny_foo_matches_diffusers() -> Result<()> {
+//!     let p = Parity::<FooTransformer2DModel>::load("foo_tiny", 1e-4)?;
+//!     p.output(&p.predict(&["encoder_hidden_states", "pooled_projections"], 1.0)?)?;
+//!     p.block("double0", |m, b| {
+//!         let block = &m.transformer_blocks().blocks()[0];
+//!         let out = block.forward(b.hidden()?, b.encoder()?, b.temb()?, Some(&b.rope()?))?;
+//!         Ok(BlockOut::enc_hid(out))
+//!     })
+//! }
+//! ```
+//!
+//! and its caching test:
+//!
+//! ```ignore
+//! const CACHE: CacheCase = CacheCase {
+//!     cfg: CfgLayout::Batched,
+//!     lists: &[("transformer_blocks", ForwardPattern::Pattern_1)],
+//!     threshold: 0.1,
+//!     drive: Drive::ModelCfg,
+//! };
+//! fn model() -> Result<FooTransformer2DModel> {
+//!     seeded(Config { num_layers: 2, ..Config::tiny() })
+//! }
+//! #[test]
+//! fn never_cache_threshold_is_bit_identical() -> Result<()> {
+//!     CACHE.never_cache_is_bit_identical(&model()?)
+//! }
+//! #[test]
+//! fn smooth_inputs_are_cached_after_warmup() -> Result<()> {
+//!     CACHE.smooth_inputs_are_cached(&model()?)
+//! }
+//! ```
 #![allow(dead_code, unused_imports)]
 
 pub mod cache;

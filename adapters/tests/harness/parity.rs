@@ -12,6 +12,7 @@ use std::collections::HashMap;
 
 use cachedit_adapters::FamilyModel;
 use cachedit_adapters::components::rope::RotaryEmbedding;
+use cachedit_runtime::{Conditioning, Denoiser};
 use candle_core::{DType, Device, Result, Tensor};
 
 use super::{assert_close, fixture, io};
@@ -80,6 +81,26 @@ impl<M> Parity<M> {
     /// Asserts the model output matches `output`.
     pub fn output(&self, got: &Tensor) -> Result<f32> {
         self.check("output", got, "output")
+    }
+
+    /// The conditioning of fixture tensors `keys`, each under its own name (the families'
+    /// conditioning names are diffusers' argument names, which `refgen` uses as fixture keys).
+    pub fn conditioning(&self, keys: &[&str]) -> Result<Conditioning> {
+        keys.iter()
+            .try_fold(Conditioning::new(), |c, k| Ok(c.with(*k, self.io(k)?.clone())))
+    }
+
+    /// `Denoiser::predict` on the fixture: latents `hidden_states`, timestep `timestep` times
+    /// `t_scale` (`predict` takes the scheduler's scale: 1000 where diffusers was given σ) and
+    /// the conditioning of `keys`.
+    pub fn predict(&self, keys: &[&str], t_scale: f64) -> Result<Tensor>
+    where
+        M: Denoiser,
+    {
+        let t = self.io("timestep")?;
+        let t = if t_scale == 1.0 { t.clone() } else { (t * t_scale)? };
+        self.model
+            .predict(self.io("hidden_states")?, &t, &self.conditioning(keys)?)
     }
 
     /// Runs one block on diffusers' own inputs for it (`<prefix>.in.*`) and asserts its hidden

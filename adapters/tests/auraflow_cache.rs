@@ -4,67 +4,49 @@
 //! blocks + the stored middle residual + the Bn blocks, and smooth inputs get cached.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
-mod cache_support;
-mod common;
+mod harness;
 
 use cachedit_adapters::families::auraflow::{AuraFlowTransformer2DModel, Config};
 use cachedit_adapters::families::auraflow_blocks::AuraFlowSingleTransformerBlock;
-use cachedit_adapters::families::flux_pipeline::SampleShape;
-use cachedit_adapters::registry::FamilyModel;
-use cachedit_adapters::seeded_var_builder;
-use cachedit_runtime::{
-    CacheConfig, CachedTransformer, CfgLayout, Denoiser, ForwardPattern, StaticBlockLists, disable_cache,
-    enable_cache, seeded_normal, summary,
-};
-use candle_core::{DType, Device, Result, Tensor};
-use common::assert_bit_identical;
+use harness::prelude::*;
 
-fn model() -> Result<AuraFlowTransformer2DModel> {
+type Model = AuraFlowTransformer2DModel;
+/// Threshold 0.3: with seeded (untrained) weights the timestep embedding swings with each
+/// one-unit timestep change, so the first block's residual moves by a relative 0.14-0.21 per
+/// step on this sequence (a trained model's drifts far less).
+const CACHE: CacheCase = CacheCase {
+    cfg: CfgLayout::Batched,
+    lists: &[("single_transformer_blocks", ForwardPattern::Pattern_3)],
+    threshold: 0.3,
+    drive: Drive::Plain,
+};
+
+fn model() -> Result<Model> {
     let cfg = Config {
         num_mmdit_layers: 2,
         num_single_dit_layers: 4,
         ..Config::tiny()
     };
-    Ok(
-        AuraFlowTransformer2DModel::new(cfg, seeded_var_builder(42, DType::F32, &Device::Cpu))?
-            .with_sample_shape(SampleShape {
-                grid_h: 4,
-                grid_w: 6,
-                text_len: 5,
-            }),
-    )
+    let shape = Shape::<Model> {
+        grid_h: 4,
+        grid_w: 6,
+        text_len: 5,
+    };
+    seeded_with_shape(cfg, shape)
 }
 
 #[test]
 fn cached_lists_are_cache_dits() -> Result<()> {
     let m = model()?;
-    let lists: Vec<_> = m
-        .cached_lists()
-        .iter()
-        .map(|l| (l.name.clone(), l.pattern, l.len))
-        .collect();
-    // cache-dit's AuraFlow adapter: `single_transformer_blocks` only, Pattern_3.
-    assert_eq!(
-        lists,
-        vec![(
-            "single_transformer_blocks".to_string(),
-            ForwardPattern::Pattern_3,
-            4
-        )]
-    );
-    let declared: Vec<_> = AuraFlowTransformer2DModel::BLOCK_LISTS
-        .iter()
-        .map(|(n, p)| (n.to_string(), *p))
-        .collect();
-    assert_eq!(
-        declared,
-        vec![("single_transformer_blocks".to_string(), ForwardPattern::Pattern_3)]
-    );
-    assert_eq!(m.cfg_layout(), CfgLayout::Batched);
+    // cache-dit's AuraFlow adapter: `single_transformer_blocks` only, Pattern_3, CFG batched.
+    CACHE.assert_lists(&m);
+    let lens: Vec<_> = m.cached_lists().iter().map(|l| l.len).collect();
+    assert_eq!(lens, [4]);
+    assert_eq!(Model::BLOCK_LISTS, CACHE.lists);
     assert_eq!(m.latent_shape(2), vec![2, 4, 8, 12]);
 
     // Enabling the cache leaves the joint blocks a plain loop.
-    enable_cache(&m, &cache_support::never_cache()).map_err(candle_core::Error::wrap)?;
+    enable_cache(&m, &cache::never_cache()).map_err(candle_core::Error::wrap)?;
     assert!(m.single_transformer_blocks().cache_handle().is_enabled());
     assert!(!m.joint_transformer_blocks().cache_handle().is_enabled());
     disable_cache(&m);
@@ -73,15 +55,12 @@ fn cached_lists_are_cache_dits() -> Result<()> {
 
 #[test]
 fn never_cache_threshold_is_bit_identical() -> Result<()> {
-    cache_support::assert_never_cache_is_bit_identical(&model()?, &cache_support::never_cache().into(), 1)
+    CACHE.never_cache_is_bit_identical(&model()?)
 }
 
-/// Threshold 0.3: with seeded (untrained) weights the timestep embedding swings with each
-/// one-unit timestep change, so the first block's residual moves by a relative 0.14-0.21 per
-/// step on this sequence (a trained model's drifts far less).
 #[test]
 fn smooth_inputs_are_cached_after_warmup() -> Result<()> {
-    cache_support::assert_smooth_inputs_are_cached(&model()?, 0.3)
+    CACHE.smooth_inputs_are_cached(&model()?)
 }
 
 fn run_blocks(
@@ -142,7 +121,7 @@ fn cached_step_is_fn_plus_stored_residual_then_bn() -> Result<()> {
     assert!(record.cached, "step 1 must be cached: {record:?}");
     assert_bit_identical("cached step 1", &got, &want)?;
     // The cached output is an approximation: it differs from computing every block.
-    let (err, _) = common::max_err(&got, &exact1)?;
+    let (err, _) = max_err(&got, &exact1)?;
     assert!(
         err > 0.0,
         "the cached step equals the exact one: the test proves nothing"

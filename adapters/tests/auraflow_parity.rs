@@ -3,87 +3,56 @@
 //! the diffusers-folder loader.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
-mod common;
+mod harness;
 
 use cachedit_adapters::families::auraflow::{AuraFlowTransformer2DModel, Config};
-use cachedit_adapters::loader::DiffusersConfig;
-use cachedit_adapters::registry::FamilyModel;
-use candle_core::{DType, Device, Result};
-use common::{assert_close, fixture, get, io};
+use harness::prelude::*;
 
+type Model = AuraFlowTransformer2DModel;
 const REL: f32 = 1e-4;
-
-fn load(name: &str) -> Result<AuraFlowTransformer2DModel> {
-    AuraFlowTransformer2DModel::from_pretrained(&fixture(name).join("transformer"), DType::F32, &Device::Cpu)
-        .map_err(candle_core::Error::wrap)
-}
+const NAME: &str = "auraflow_tiny";
 
 #[test]
 fn tiny_auraflow_matches_diffusers() -> Result<()> {
-    let name = "auraflow_tiny";
-    let io = io(name)?;
-    let model = load(name)?;
-    assert_eq!(model.config(), &Config::tiny());
-    let out = model.forward(
-        get(&io, "hidden_states")?,
-        get(&io, "encoder_hidden_states")?,
-        get(&io, "timestep")?,
-    )?;
-    assert_close("auraflow output", &out, get(&io, "output")?, REL)?;
-    let temb = model.conditioning(get(&io, "timestep")?)?;
-    assert_close("auraflow temb", &temb, get(&io, "joint0.in.temb")?, REL)?;
-    assert_close("auraflow single temb", &temb, get(&io, "single0.in.temb")?, REL)?;
+    let p = Parity::<Model>::load(NAME, REL)?;
+    assert_eq!(p.model.config(), &Config::tiny());
+    let [x, text, t] = p.ios(["hidden_states", "encoder_hidden_states", "timestep"])?;
+    p.output(&p.model.forward(x, text, t)?)?;
+    let temb = p.model.conditioning(t)?;
+    p.check("temb", &temb, "joint0.in.temb")?;
+    p.check("single temb", &temb, "single0.in.temb")?;
     Ok(())
 }
 
-/// Each block on diffusers' own block inputs, so an error is located in one block.
+/// Each block on diffusers' own block inputs, so an error is located in one block; the joint
+/// block's text output is the register tokens + text.
 #[test]
 fn tiny_auraflow_blocks_match_diffusers() -> Result<()> {
-    let name = "auraflow_tiny";
-    let io = io(name)?;
-    let model = load(name)?;
-    let joint = &model.joint_transformer_blocks().blocks()[0];
-    let (enc, hid) = joint.forward(
-        get(&io, "joint0.in.hidden_states")?,
-        get(&io, "joint0.in.encoder_hidden_states")?,
-        get(&io, "joint0.in.temb")?,
-    )?;
-    assert_close("joint0 hidden", &hid, get(&io, "joint0.out.hidden_states")?, REL)?;
-    assert_close(
-        "joint0 encoder (register tokens + text)",
-        &enc,
-        get(&io, "joint0.out.encoder_hidden_states")?,
-        REL,
-    )?;
-    let single = &model.single_transformer_blocks().blocks()[0];
-    let seq = single.forward(
-        get(&io, "single0.in.hidden_states")?,
-        get(&io, "single0.in.temb")?,
-    )?;
-    assert_close(
-        "single0 [txt, img]",
-        &seq,
-        get(&io, "single0.out.hidden_states")?,
-        REL,
-    )?;
-    Ok(())
+    let p = Parity::<Model>::load(NAME, REL)?;
+    p.block("joint0", |m, b| {
+        let block = &m.joint_transformer_blocks().blocks()[0];
+        Ok(BlockOut::enc_hid(block.forward(
+            b.hidden()?,
+            b.encoder()?,
+            b.temb()?,
+        )?))
+    })?;
+    p.block("single0", |m, b| {
+        let block = &m.single_transformer_blocks().blocks()[0];
+        Ok(BlockOut::single(block.forward(b.hidden()?, b.temb()?)?))
+    })
 }
 
 /// What the model sees before the cached list equals what diffusers' first single block got:
 /// register tokens, the joint blocks and the `[txt, img]` concatenation.
 #[test]
 fn tiny_auraflow_prepares_the_single_block_input() -> Result<()> {
-    let name = "auraflow_tiny";
-    let io = io(name)?;
-    let model = load(name)?;
-    let temb = model.conditioning(get(&io, "timestep")?)?;
-    let (seq, text_len) = model.prepare(
-        get(&io, "hidden_states")?,
-        get(&io, "encoder_hidden_states")?,
-        &temb,
-    )?;
+    let p = Parity::<Model>::load(NAME, REL)?;
+    let [x, text, t] = p.ios(["hidden_states", "encoder_hidden_states", "timestep"])?;
+    let temb = p.model.conditioning(t)?;
+    let (seq, text_len) = p.model.prepare(x, text, &temb)?;
     assert_eq!(text_len, 8 + 8, "8 register tokens + 8 text tokens");
-    assert_close("single0 input", &seq, get(&io, "single0.in.hidden_states")?, REL)?;
+    p.check("single0 input", &seq, "single0.in.hidden_states")?;
     Ok(())
 }
 
@@ -111,14 +80,11 @@ fn published_and_invalid_configs() {
 /// A latent whose patch grid exceeds the learned position grid is an error naming it.
 #[test]
 fn too_large_latent_is_an_error() -> Result<()> {
-    let model = AuraFlowTransformer2DModel::new(
-        Config::tiny(),
-        cachedit_adapters::seeded_var_builder(1, DType::F32, &Device::Cpu),
-    )?;
+    let model = Model::new(Config::tiny(), seeded_var_builder(1, DType::F32, &Device::Cpu))?;
     let dev = Device::Cpu;
-    let x = candle_core::Tensor::zeros((1, 4, 34, 8), DType::F32, &dev)?;
-    let text = candle_core::Tensor::zeros((1, 3, 32), DType::F32, &dev)?;
-    let t = candle_core::Tensor::new(&[0.5f32], &dev)?;
+    let x = Tensor::zeros((1, 4, 34, 8), DType::F32, &dev)?;
+    let text = Tensor::zeros((1, 3, 32), DType::F32, &dev)?;
+    let t = Tensor::new(&[0.5f32], &dev)?;
     let err = model.forward(&x, &text, &t).unwrap_err().to_string();
     assert!(err.contains("pos_embed_max_size"), "{err}");
     Ok(())
@@ -128,20 +94,13 @@ fn too_large_latent_is_an_error() -> Result<()> {
 /// diffusers' f32 output: a bf16 smoke test of the dtype plumbing, not a parity claim.
 #[test]
 fn tiny_auraflow_runs_in_bf16() -> Result<()> {
-    let name = "auraflow_tiny";
-    let io = io(name)?;
-    let model = AuraFlowTransformer2DModel::from_pretrained(
-        &fixture(name).join("transformer"),
-        DType::BF16,
-        &Device::Cpu,
-    )
-    .map_err(candle_core::Error::wrap)?;
-    let out = model.forward(
-        &get(&io, "hidden_states")?.to_dtype(DType::BF16)?,
-        &get(&io, "encoder_hidden_states")?.to_dtype(DType::BF16)?,
-        get(&io, "timestep")?,
+    let p = Parity::<Model>::load_as(NAME, REL, DType::BF16)?;
+    let out = p.model.forward(
+        &p.io("hidden_states")?.to_dtype(DType::BF16)?,
+        &p.io("encoder_hidden_states")?.to_dtype(DType::BF16)?,
+        p.io("timestep")?,
     )?;
     assert_eq!(out.dtype(), DType::BF16);
-    assert_close("auraflow bf16 output", &out, get(&io, "output")?, 5e-2)?;
+    p.check_within("bf16 output", &out, "output", 5e-2)?;
     Ok(())
 }

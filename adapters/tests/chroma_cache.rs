@@ -2,53 +2,42 @@
 //! a never-cache threshold is bit-identical to the plain loops, and a smooth input sequence
 //! gets cached after warmup, on both the conditional and the unconditional calls.
 
-mod cache_support;
+mod harness;
 
-use cache_support::Drive;
-use cachedit_adapters::FamilyModel;
 use cachedit_adapters::families::chroma::{ChromaTransformer2DModel, Config};
-use cachedit_adapters::families::flux_pipeline::SampleShape;
-use cachedit_adapters::seeded_var_builder;
-use cachedit_runtime::{CfgLayout, ForwardPattern};
-use candle_core::{DType, Device, Result};
+use harness::prelude::*;
 
-fn model() -> Result<ChromaTransformer2DModel> {
+type Model = ChromaTransformer2DModel;
+const CACHE: CacheCase = CacheCase {
+    cfg: CfgLayout::Separate,
+    lists: &[
+        ("transformer_blocks", ForwardPattern::Pattern_1),
+        ("single_transformer_blocks", ForwardPattern::Pattern_3),
+    ],
+    threshold: 0.1,
+    drive: Drive::ModelCfg,
+};
+
+fn model() -> Result<Model> {
     let cfg = Config {
         num_layers: 2,
         num_single_layers: 2,
         ..Config::tiny()
     };
-    Ok(
-        ChromaTransformer2DModel::new(cfg, seeded_var_builder(42, DType::F32, &Device::Cpu))?
-            .with_sample_shape(SampleShape {
-                grid_h: 4,
-                grid_w: 4,
-                text_len: 8,
-            }),
-    )
+    let shape = Shape::<Model> {
+        grid_h: 4,
+        grid_w: 4,
+        text_len: 8,
+    };
+    seeded_with_shape(cfg, shape)
 }
 
 #[test]
 fn never_cache_threshold_is_bit_identical_to_the_plain_loops() -> Result<()> {
-    let m = model()?;
-    cache_support::assert_lists(
-        &m,
-        CfgLayout::Separate,
-        &[
-            ("transformer_blocks", ForwardPattern::Pattern_1),
-            ("single_transformer_blocks", ForwardPattern::Pattern_3),
-        ],
-    );
-    cache_support::assert_never_cache_is_bit_identical_with(
-        &m,
-        &cache_support::never_cache().into(),
-        2,
-        &Drive::of(&m),
-    )
+    CACHE.never_cache_is_bit_identical(&model()?)
 }
 
 #[test]
 fn smooth_inputs_are_cached_after_warmup() -> Result<()> {
-    let m = model()?;
-    cache_support::assert_smooth_inputs_are_cached_with(&m, 0.1, &Drive::of(&m))
+    CACHE.smooth_inputs_are_cached(&model()?)
 }

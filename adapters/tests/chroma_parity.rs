@@ -2,20 +2,13 @@
 //! `tools/reference/gen_chroma.py`: the whole model, the approximator output, the rotary table,
 //! and one double and one single block on diffusers' own block inputs.
 
-mod common;
+mod harness;
 
-use cachedit_adapters::FamilyModel;
-use cachedit_adapters::components::rope::RotaryEmbedding;
 use cachedit_adapters::families::chroma::ChromaTransformer2DModel;
-use candle_core::{DType, Device, Result, Tensor};
-use common::{assert_close, fixture, get, io};
+use harness::prelude::*;
 
+type Model = ChromaTransformer2DModel;
 const REL: f32 = 1e-4;
-
-fn load(name: &str) -> Result<ChromaTransformer2DModel> {
-    ChromaTransformer2DModel::from_pretrained(&fixture(name).join("transformer"), DType::F32, &Device::Cpu)
-        .map_err(candle_core::Error::wrap)
-}
 
 /// diffusers' block-level mask: `m[:, None, None, :] * m[:, None, :, None]`.
 fn pairwise(mask: Option<&Tensor>) -> Result<Option<Tensor>> {
@@ -27,75 +20,38 @@ fn pairwise(mask: Option<&Tensor>) -> Result<Option<Tensor>> {
     .transpose()
 }
 
-fn check(name: &str) -> Result<()> {
-    let io = io(name)?;
-    let model = load(name)?;
-    let mask = io.get("attention_mask");
-    let out = model.forward(
-        get(&io, "hidden_states")?,
-        get(&io, "encoder_hidden_states")?,
-        get(&io, "timestep")?,
-        get(&io, "img_ids")?,
-        get(&io, "txt_ids")?,
-        mask,
-    )?;
-    assert_close(&format!("{name} output"), &out, get(&io, "output")?, REL)?;
-    let pooled = model.pooled_temb(get(&io, "timestep")?)?;
-    assert_close(
-        &format!("{name} pooled_temb"),
-        &pooled,
-        get(&io, "pooled_temb")?,
-        REL,
-    )?;
-    let rotary = model.rotary_embedding(get(&io, "img_ids")?, get(&io, "txt_ids")?)?;
-    let (cos, _) = rotary.full_tables()?;
-    assert_close(
-        &format!("{name} rope cos"),
-        &cos,
-        get(&io, "double0.in.rope_cos")?,
-        1e-6,
-    )?;
+fn check(name: &'static str) -> Result<()> {
+    let p = Parity::<Model>::load(name, REL)?;
+    let [x, text, t, img_ids, txt_ids] = p.ios([
+        "hidden_states",
+        "encoder_hidden_states",
+        "timestep",
+        "img_ids",
+        "txt_ids",
+    ])?;
+    let mask = p.opt("attention_mask");
+    p.output(&p.model.forward(x, text, t, img_ids, txt_ids, mask)?)?;
+    p.check("pooled_temb", &p.model.pooled_temb(t)?, "pooled_temb")?;
+    let (cos, _) = p.model.rotary_embedding(img_ids, txt_ids)?.full_tables()?;
+    p.check_within("rope cos", &cos, "double0.in.rope_cos", 1e-6)?;
 
     let mask = pairwise(mask)?;
-    let k = |p: &str, s: &str| format!("{p}.{s}");
-    let rope = |p: &str| {
-        RotaryEmbedding::from_interleaved_full(
-            get(&io, &k(p, "in.rope_cos"))?,
-            get(&io, &k(p, "in.rope_sin"))?,
-        )
-    };
-    let (enc, hid) = model.transformer_blocks().blocks()[0].0.forward(
-        get(&io, "double0.in.hidden_states")?,
-        get(&io, "double0.in.encoder_hidden_states")?,
-        get(&io, "double0.in.temb")?,
-        Some(&rope("double0")?),
-        mask.as_ref(),
-    )?;
-    assert_close(
-        &format!("{name} double0 hidden"),
-        &hid,
-        get(&io, "double0.out.hidden_states")?,
-        REL,
-    )?;
-    assert_close(
-        &format!("{name} double0 encoder"),
-        &enc,
-        get(&io, "double0.out.encoder_hidden_states")?,
-        REL,
-    )?;
-    let hid = model.single_transformer_blocks().blocks()[0].0.forward(
-        get(&io, "single0.in.hidden_states")?,
-        get(&io, "single0.in.temb")?,
-        Some(&rope("single0")?),
-        mask.as_ref(),
-    )?;
-    assert_close(
-        &format!("{name} single0 hidden"),
-        &hid,
-        get(&io, "single0.out.hidden_states")?,
-        REL,
-    )?;
-    Ok(())
+    p.block("double0", |m, b| {
+        let block = &m.transformer_blocks().blocks()[0].0;
+        let rope = b.rope()?;
+        let out = block.forward(b.hidden()?, b.encoder()?, b.temb()?, Some(&rope), mask.as_ref())?;
+        Ok(BlockOut::enc_hid(out))
+    })?;
+    p.block("single0", |m, b| {
+        let block = &m.single_transformer_blocks().blocks()[0].0;
+        let rope = b.rope()?;
+        Ok(BlockOut::single(block.forward(
+            b.hidden()?,
+            b.temb()?,
+            Some(&rope),
+            mask.as_ref(),
+        )?))
+    })
 }
 
 #[test]

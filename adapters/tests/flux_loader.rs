@@ -1,6 +1,6 @@
 //! Loading Flux checkpoints: sharded and BFL round trips, dtypes, and one test per error kind.
 
-mod common;
+mod harness;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -12,7 +12,7 @@ use cachedit_adapters::init::SeededBackend;
 use cachedit_adapters::loader::{self, LoadError, save_config, save_sharded};
 use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::VarBuilder;
-use common::{assert_bit_identical, assert_close, fixture, get, io};
+use harness::{assert_bit_identical, assert_close, fixture, get, io};
 
 type Res<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 

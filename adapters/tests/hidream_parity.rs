@@ -2,72 +2,50 @@
 //! `tools/reference/gen_hidream.py`: the whole model, and the first double and the first single
 //! `HiDreamBlock` on diffusers' own block inputs.
 
-mod common;
+mod harness;
 
-use cachedit_adapters::FamilyModel;
 use cachedit_adapters::families::hidream::HiDreamImageTransformer2DModel;
-use candle_core::{DType, Device, Result};
-use common::{assert_close, fixture, get, io};
+use harness::prelude::*;
 
+type Model = HiDreamImageTransformer2DModel;
 const REL: f32 = 1e-4;
 
-fn check(name: &str) -> Result<()> {
-    let io = io(name)?;
-    let model = HiDreamImageTransformer2DModel::from_pretrained(
-        &fixture(name).join("transformer"),
-        DType::F32,
-        &Device::Cpu,
-    )
-    .map_err(candle_core::Error::wrap)?;
-    let x = get(&io, "hidden_states")?;
-    let out = model.forward(
-        x,
-        get(&io, "timesteps")?,
-        get(&io, "encoder_hidden_states_t5")?,
-        get(&io, "encoder_hidden_states_llama3")?,
-        get(&io, "pooled_embeds")?,
-    )?;
-    assert_close(&format!("{name} output"), &out, get(&io, "output")?, REL)?;
+fn check(name: &'static str) -> Result<()> {
+    let p = Parity::<Model>::load(name, REL)?;
+    let [x, t, t5, llama, pooled] = p.ios([
+        "hidden_states",
+        "timesteps",
+        "encoder_hidden_states_t5",
+        "encoder_hidden_states_llama3",
+        "pooled_embeds",
+    ])?;
+    p.output(&p.model.forward(x, t, t5, llama, pooled)?)?;
 
     // The blocks on diffusers' inputs; the rotary table is the model's own (ids are not
     // captured), for the padded image length and the joint text length.
     let (_, _, h, w) = x.dims4()?;
-    let p = model.config().patch_size;
-    let hd = get(&io, "double0.in.hidden_states")?;
-    let ed = get(&io, "double0.in.encoder_hidden_states")?;
-    let rotary = model.rotary(h / p, w / p, hd.dim(1)?, ed.dim(1)?, &Device::Cpu)?;
-    let (hid, enc) = model.double_stream_blocks().blocks()[0].0.forward(
-        hd,
-        io.get("double0.in.hidden_states_masks"),
-        ed,
-        get(&io, "double0.in.temb")?,
-        Some(&rotary),
-    )?;
-    assert_close(
-        &format!("{name} double0 hidden"),
-        &hid,
-        get(&io, "double0.out.hidden_states")?,
-        REL,
-    )?;
-    assert_close(
-        &format!("{name} double0 encoder"),
-        &enc,
-        get(&io, "double0.out.encoder_hidden_states")?,
-        REL,
-    )?;
-    let hid = model.single_stream_blocks().blocks()[0].0.forward(
-        get(&io, "single0.in.hidden_states")?,
-        io.get("single0.in.hidden_states_masks"),
-        get(&io, "single0.in.temb")?,
-        Some(&rotary),
-    )?;
-    assert_close(
-        &format!("{name} single0 hidden"),
-        &hid,
-        get(&io, "single0.out.hidden_states")?,
-        REL,
-    )?;
-    Ok(())
+    let patch = p.model.config().patch_size;
+    let img_len = p.io("double0.in.hidden_states")?.dim(1)?;
+    let txt_len = p.io("double0.in.encoder_hidden_states")?.dim(1)?;
+    let rotary = p
+        .model
+        .rotary(h / patch, w / patch, img_len, txt_len, &Device::Cpu)?;
+    p.block("double0", |m, b| {
+        let block = &m.double_stream_blocks().blocks()[0].0;
+        let masks = b.opt_input("hidden_states_masks");
+        let out = block.forward(b.hidden()?, masks, b.encoder()?, b.temb()?, Some(&rotary))?;
+        Ok(BlockOut::hid_enc(out))
+    })?;
+    p.block("single0", |m, b| {
+        let block = &m.single_stream_blocks().blocks()[0].0;
+        let masks = b.opt_input("hidden_states_masks");
+        Ok(BlockOut::single(block.forward(
+            b.hidden()?,
+            masks,
+            b.temb()?,
+            Some(&rotary),
+        )?))
+    })
 }
 
 #[test]

@@ -2,53 +2,43 @@
 //! a never-cache threshold is bit-identical to the plain loops, and a smooth input sequence
 //! gets cached after warmup.
 
-mod cache_support;
+mod harness;
 
-use cache_support::Drive;
-use cachedit_adapters::FamilyModel;
-use cachedit_adapters::families::hunyuan_video::{Config, HunyuanVideoTransformer3DModel, VideoSampleShape};
-use cachedit_adapters::seeded_var_builder;
-use cachedit_runtime::{CfgLayout, ForwardPattern};
-use candle_core::{DType, Device, Result};
+use cachedit_adapters::families::hunyuan_video::{Config, HunyuanVideoTransformer3DModel};
+use harness::prelude::*;
 
-fn model() -> Result<HunyuanVideoTransformer3DModel> {
+type Model = HunyuanVideoTransformer3DModel;
+const CACHE: CacheCase = CacheCase {
+    cfg: CfgLayout::None,
+    lists: &[
+        ("transformer_blocks", ForwardPattern::Pattern_0),
+        ("single_transformer_blocks", ForwardPattern::Pattern_0),
+    ],
+    threshold: 0.1,
+    drive: Drive::ModelCfg,
+};
+
+fn model() -> Result<Model> {
     let cfg = Config {
         num_layers: 2,
         num_single_layers: 2,
         ..Config::tiny()
     };
-    Ok(
-        HunyuanVideoTransformer3DModel::new(cfg, seeded_var_builder(42, DType::F32, &Device::Cpu))?
-            .with_sample_shape(VideoSampleShape {
-                frames: 2,
-                height: 4,
-                width: 4,
-                text_len: 6,
-            }),
-    )
+    let shape = Shape::<Model> {
+        frames: 2,
+        height: 4,
+        width: 4,
+        text_len: 6,
+    };
+    seeded_with_shape(cfg, shape)
 }
 
 #[test]
 fn never_cache_threshold_is_bit_identical_to_the_plain_loops() -> Result<()> {
-    let m = model()?;
-    cache_support::assert_lists(
-        &m,
-        CfgLayout::None,
-        &[
-            ("transformer_blocks", ForwardPattern::Pattern_0),
-            ("single_transformer_blocks", ForwardPattern::Pattern_0),
-        ],
-    );
-    cache_support::assert_never_cache_is_bit_identical_with(
-        &m,
-        &cache_support::never_cache().into(),
-        2,
-        &Drive::of(&m),
-    )
+    CACHE.never_cache_is_bit_identical(&model()?)
 }
 
 #[test]
 fn smooth_inputs_are_cached_after_warmup() -> Result<()> {
-    let m = model()?;
-    cache_support::assert_smooth_inputs_are_cached_with(&m, 0.1, &Drive::of(&m))
+    CACHE.smooth_inputs_are_cached(&model()?)
 }

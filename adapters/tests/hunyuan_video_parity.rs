@@ -2,102 +2,58 @@
 //! `tools/reference/gen_hunyuan_video.py`: the whole model, the refined text, `temb`, the rotary
 //! table, and one double and one single block on diffusers' own block inputs.
 
-mod common;
+mod harness;
 
-use cachedit_adapters::FamilyModel;
-use cachedit_adapters::components::rope::RotaryEmbedding;
 use cachedit_adapters::families::hunyuan_video::{HunyuanVideoTransformer3DModel, joint_rotary};
 use cachedit_adapters::families::hunyuan_video_refiner::additive;
-use candle_core::{DType, Device, Result};
-use common::{assert_close, fixture, get, io};
+use harness::prelude::*;
 
+type Model = HunyuanVideoTransformer3DModel;
 const REL: f32 = 1e-4;
 
-fn check(name: &str) -> Result<()> {
-    let io = io(name)?;
-    let model = HunyuanVideoTransformer3DModel::from_pretrained(
-        &fixture(name).join("transformer"),
-        DType::F32,
-        &Device::Cpu,
-    )
-    .map_err(candle_core::Error::wrap)?;
-    let (x, t, text, mask, pooled) = (
-        get(&io, "hidden_states")?,
-        get(&io, "timestep")?,
-        get(&io, "encoder_hidden_states")?,
-        get(&io, "encoder_attention_mask")?,
-        get(&io, "pooled_projections")?,
-    );
-    let out = model.forward(x, t, text, Some(mask), pooled, io.get("guidance"))?;
-    assert_close(&format!("{name} output"), &out, get(&io, "output")?, REL)?;
-    let refined = model.context_embedder().forward(text, t, Some(mask))?;
-    assert_close(
-        &format!("{name} refined text"),
-        &refined,
-        get(&io, "refined_text")?,
-        REL,
-    )?;
-    let temb = model.conditioning(t, pooled, io.get("guidance"))?;
-    assert_close(&format!("{name} temb"), &temb, get(&io, "temb")?, REL)?;
-    let cfg = model.config();
+fn check(name: &'static str) -> Result<()> {
+    let p = Parity::<Model>::load(name, REL)?;
+    let [x, t, text, mask, pooled] = p.ios([
+        "hidden_states",
+        "timestep",
+        "encoder_hidden_states",
+        "encoder_attention_mask",
+        "pooled_projections",
+    ])?;
+    let guidance = p.opt("guidance");
+    p.output(&p.model.forward(x, t, text, Some(mask), pooled, guidance)?)?;
+    let refined = p.model.context_embedder().forward(text, t, Some(mask))?;
+    p.check("refined text", &refined, "refined_text")?;
+    p.check("temb", &p.model.conditioning(t, pooled, guidance)?, "temb")?;
+    let cfg = p.model.config();
     let (_, _, f, h, w) = x.dims5()?;
-    let rope = model.image_rotary(
+    let rope = p.model.image_rotary(
         f / cfg.patch_size_t,
         h / cfg.patch_size,
         w / cfg.patch_size,
         &Device::Cpu,
     )?;
     let (cos, sin) = rope.full_tables()?;
-    assert_close(
-        &format!("{name} rope cos"),
-        &cos,
-        get(&io, "double0.in.rope_cos")?,
-        1e-5,
-    )?;
-    assert_close(
-        &format!("{name} rope sin"),
-        &sin,
-        get(&io, "double0.in.rope_sin")?,
-        1e-5,
-    )?;
+    p.check_within("rope cos", &cos, "double0.in.rope_cos", 1e-5)?;
+    p.check_within("rope sin", &sin, "double0.in.rope_sin", 1e-5)?;
 
-    for prefix in ["double0", "single0"] {
-        let k = |s: &str| format!("{prefix}.{s}");
-        let enc_in = get(&io, &k("in.encoder_hidden_states"))?;
-        let rotary = joint_rotary(
-            &RotaryEmbedding::from_interleaved_full(
-                get(&io, &k("in.rope_cos"))?,
-                get(&io, &k("in.rope_sin"))?,
-            )?,
-            enc_in.dim(1)?,
-        )?;
-        let mask = additive(get(&io, &k("in.attention_mask"))?, DType::F32)?;
-        let (hs, tb) = (get(&io, &k("in.hidden_states"))?, get(&io, &k("in.temb"))?);
-        let (hid, enc) = if prefix == "double0" {
-            model.transformer_blocks().blocks()[0].forward(hs, enc_in, tb, Some(&mask), Some(&rotary))?
-        } else {
-            model.single_transformer_blocks().blocks()[0].forward(
-                hs,
-                enc_in,
-                tb,
-                Some(&mask),
-                Some(&rotary),
-            )?
-        };
-        assert_close(
-            &format!("{name} {prefix} hidden"),
-            &hid,
-            get(&io, &k("out.hidden_states"))?,
-            REL,
-        )?;
-        assert_close(
-            &format!("{name} {prefix} encoder"),
-            &enc,
-            get(&io, &k("out.encoder_hidden_states"))?,
-            REL,
-        )?;
-    }
-    Ok(())
+    // The image table diffusers passed, extended over the text, and the additive mask.
+    let block_args = |b: &BlockIo| -> Result<_> {
+        let rotary = joint_rotary(&b.rope()?, b.encoder()?.dim(1)?)?;
+        Ok((additive(b.input("attention_mask")?, DType::F32)?, rotary))
+    };
+    p.block("double0", |m, b| {
+        let (mask, rotary) = block_args(b)?;
+        let block = &m.transformer_blocks().blocks()[0];
+        let out = block.forward(b.hidden()?, b.encoder()?, b.temb()?, Some(&mask), Some(&rotary))?;
+        Ok(BlockOut::hid_enc(out))
+    })?;
+    p.block("single0", |m, b| {
+        let (mask, rotary) = block_args(b)?;
+        let block = &m.single_transformer_blocks().blocks()[0];
+        let out = block.forward(b.hidden()?, b.encoder()?, b.temb()?, Some(&mask), Some(&rotary))?;
+        Ok(BlockOut::hid_enc(out))
+    })
 }
 
 #[test]

@@ -3,82 +3,43 @@
 //! rotary tables, the first block and the last (`context_pre_only`) block on diffusers' own
 //! block inputs.
 
-mod common;
+mod harness;
 
-use cachedit_adapters::FamilyModel;
 use cachedit_adapters::families::mochi::MochiTransformer3DModel;
 use cachedit_adapters::families::mochi_blocks::MochiRotary;
-use candle_core::{DType, Device, Result};
-use common::{assert_close, fixture, get, io};
+use harness::prelude::*;
 
+type Model = MochiTransformer3DModel;
 const REL: f32 = 1e-4;
 
-fn check(name: &str) -> Result<()> {
-    let io = io(name)?;
-    let model = MochiTransformer3DModel::from_pretrained(
-        &fixture(name).join("transformer"),
-        DType::F32,
-        &Device::Cpu,
-    )
-    .map_err(candle_core::Error::wrap)?;
-    let (x, text, t, mask) = (
-        get(&io, "hidden_states")?,
-        get(&io, "encoder_hidden_states")?,
-        get(&io, "timestep")?,
-        get(&io, "encoder_attention_mask")?,
-    );
-    let out = model.forward(x, text, t, mask)?;
-    assert_close(&format!("{name} output"), &out, get(&io, "output")?, REL)?;
-    let (temb, caption) = model.time_embed(t, text, mask)?;
-    assert_close(&format!("{name} temb"), &temb, get(&io, "temb")?, REL)?;
-    assert_close(
-        &format!("{name} caption"),
-        &caption,
-        get(&io, "caption_proj")?,
-        REL,
-    )?;
+fn check(name: &'static str) -> Result<()> {
+    let p = Parity::<Model>::load(name, REL)?;
+    let [x, text, t, mask] = p.ios([
+        "hidden_states",
+        "encoder_hidden_states",
+        "timestep",
+        "encoder_attention_mask",
+    ])?;
+    p.output(&p.model.forward(x, text, t, mask)?)?;
+    let (temb, caption) = p.model.time_embed(t, text, mask)?;
+    p.check("temb", &temb, "temb")?;
+    p.check("caption", &caption, "caption_proj")?;
     let (_, _, f, h, w) = x.dims5()?;
-    let p = model.config().patch_size;
-    let rotary = model.rotary(f, h / p, w / p)?;
-    assert_close(
-        &format!("{name} rope cos"),
-        &rotary.cos,
-        get(&io, "first.in.rope_cos")?,
-        1e-5,
-    )?;
-    assert_close(
-        &format!("{name} rope sin"),
-        &rotary.sin,
-        get(&io, "first.in.rope_sin")?,
-        1e-5,
-    )?;
+    let patch = p.model.config().patch_size;
+    let rotary = p.model.rotary(f, h / patch, w / patch)?;
+    p.check_within("rope cos", &rotary.cos, "first.in.rope_cos", 1e-5)?;
+    p.check_within("rope sin", &rotary.sin, "first.in.rope_sin", 1e-5)?;
 
-    let blocks = model.transformer_blocks().blocks();
+    let blocks = p.model.transformer_blocks().blocks();
     for (prefix, block) in [("first", &blocks[0]), ("last", &blocks[blocks.len() - 1])] {
-        let k = |s: &str| format!("{prefix}.{s}");
-        let rotary = MochiRotary {
-            cos: get(&io, &k("in.rope_cos"))?.clone(),
-            sin: get(&io, &k("in.rope_sin"))?.clone(),
-        };
-        let (hid, enc) = block.forward(
-            get(&io, &k("in.hidden_states"))?,
-            get(&io, &k("in.encoder_hidden_states"))?,
-            get(&io, &k("in.temb"))?,
-            Some(mask),
-            Some(&rotary),
-        )?;
-        assert_close(
-            &format!("{name} {prefix} hidden"),
-            &hid,
-            get(&io, &k("out.hidden_states"))?,
-            REL,
-        )?;
-        assert_close(
-            &format!("{name} {prefix} encoder"),
-            &enc,
-            get(&io, &k("out.encoder_hidden_states"))?,
-            REL,
-        )?;
+        p.block(prefix, |_, b| {
+            let rotary = MochiRotary {
+                cos: b.input("rope_cos")?.clone(),
+                sin: b.input("rope_sin")?.clone(),
+            };
+            let out = block.forward(b.hidden()?, b.encoder()?, b.temb()?, Some(mask), Some(&rotary))?;
+            Ok(BlockOut::hid_enc(out))
+        })?;
     }
     Ok(())
 }

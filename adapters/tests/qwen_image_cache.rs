@@ -4,70 +4,52 @@
 //! cached call equals Fn blocks + the stored middle residual + Bn blocks computed by hand, and a
 //! smooth input sequence gets cached after warmup.
 
-mod cache_support;
-mod common;
+mod harness;
 
-use cachedit_adapters::families::flux_pipeline::SampleShape;
 use cachedit_adapters::families::qwen_image::{
     Config, QwenImageTransformer2DModel, joint_attention_mask, joint_rotary,
 };
 use cachedit_adapters::families::qwen_image_pipeline::names;
-use cachedit_adapters::registry::FamilyModel;
-use cachedit_adapters::seeded_var_builder;
-use cachedit_runtime::{
-    CacheConfig, CacheOptions, CachedTransformer, CfgLayout, Denoiser, ForwardPattern, StaticBlockLists,
-    Streams, enable_cache, seeded_normal, summary,
-};
-use candle_core::{DType, Device, Result, Tensor};
-use common::{assert_bit_identical, max_err};
+use cachedit_runtime::registry::{BuildRequest, lookup};
+use harness::prelude::*;
 
+type Model = QwenImageTransformer2DModel;
 const LAYERS: usize = 4;
-const SHAPE: SampleShape = SampleShape {
+const SHAPE: Shape<Model> = Shape::<Model> {
     grid_h: 3,
     grid_w: 4,
     text_len: 6,
 };
+/// Threshold 0.3: seeded (untrained) weights make the timestep embedding move fast, so the
+/// diffs of this sequence sit around 0.2; a trained model's are far smaller.
+const CACHE: CacheCase = CacheCase {
+    cfg: CfgLayout::Separate,
+    lists: &[("transformer_blocks", ForwardPattern::Pattern_1)],
+    threshold: 0.3,
+    drive: Drive::Plain,
+};
 
-fn model() -> Result<QwenImageTransformer2DModel> {
+fn model() -> Result<Model> {
     let cfg = Config {
         num_layers: LAYERS,
         ..Config::tiny()
     };
-    Ok(
-        QwenImageTransformer2DModel::new(cfg, seeded_var_builder(42, DType::F32, &Device::Cpu))?
-            .with_sample_shape(SHAPE),
-    )
+    seeded_with_shape(cfg, SHAPE)
 }
 
 #[test]
 fn cached_lists_are_cache_dits() -> Result<()> {
     let m = model()?;
-    assert_eq!(m.cfg_layout(), CfgLayout::Separate);
-    let lists: Vec<_> = m
-        .cached_lists()
-        .iter()
-        .map(|l| (l.name.clone(), l.pattern, l.len))
-        .collect();
-    assert_eq!(
-        lists,
-        vec![(
-            "transformer_blocks".to_string(),
-            ForwardPattern::Pattern_1,
-            LAYERS
-        )]
-    );
-    assert_eq!(
-        QwenImageTransformer2DModel::BLOCK_LISTS,
-        &[("transformer_blocks", ForwardPattern::Pattern_1)]
-    );
+    CACHE.assert_lists(&m);
+    let lens: Vec<_> = m.cached_lists().iter().map(|l| l.len).collect();
+    assert_eq!(lens, [LAYERS]);
+    assert_eq!(Model::BLOCK_LISTS, CACHE.lists);
     Ok(())
 }
 
 #[test]
 fn never_cache_threshold_is_bit_identical_to_the_plain_loop() -> Result<()> {
-    let m = model()?;
-    let options = CacheOptions::from(cache_support::never_cache());
-    cache_support::assert_never_cache_is_bit_identical(&m, &options, 1)
+    CACHE.never_cache_is_bit_identical(&model()?)
 }
 
 /// The block inputs and the per-call arguments of one call, computed outside the model.
@@ -75,16 +57,10 @@ struct Prepared {
     streams: Streams,
     temb: Tensor,
     mask: Tensor,
-    rotary: cachedit_adapters::components::rope::RotaryEmbedding,
+    rotary: RotaryEmbedding,
 }
 
-fn prepare(
-    m: &QwenImageTransformer2DModel,
-    x: &Tensor,
-    text: &Tensor,
-    mask: &Tensor,
-    t: f32,
-) -> Result<Prepared> {
+fn prepare(m: &Model, x: &Tensor, text: &Tensor, mask: &Tensor, t: f32) -> Result<Prepared> {
     // The same tensor op as `predict` (Candle divides by multiplying with the reciprocal).
     let ts = (Tensor::new(&[t], &Device::Cpu)? / 1000.0)?;
     let (h, e, temb) = m.embed(x, text, &ts)?;
@@ -98,12 +74,7 @@ fn prepare(
 }
 
 /// Runs blocks `range` of the list on `s` by hand (Pattern_1: blocks return `(enc, hidden)`).
-fn run_blocks(
-    m: &QwenImageTransformer2DModel,
-    range: std::ops::Range<usize>,
-    s: Streams,
-    p: &Prepared,
-) -> Result<Streams> {
+fn run_blocks(m: &Model, range: std::ops::Range<usize>, s: Streams, p: &Prepared) -> Result<Streams> {
     let (mut h, mut e) = (s.hidden, s.encoder.expect("QwenImage has a text stream"));
     for block in &m.transformer_blocks().blocks()[range] {
         let (e2, h2) = block.forward(&h, &e, Some(&p.mask), &p.temb, Some(&p.rotary))?;
@@ -175,16 +146,13 @@ fn cached_call_is_fn_plus_stored_residual_plus_bn() -> Result<()> {
 
 #[test]
 fn smooth_inputs_are_cached_after_warmup() -> Result<()> {
-    // Seeded (untrained) weights make the timestep embedding move fast, so the diffs of this
-    // sequence sit around 0.2; a trained model's are far smaller.
-    cache_support::assert_smooth_inputs_are_cached(&model()?, 0.3)
+    CACHE.smooth_inputs_are_cached(&model()?)
 }
 
 /// `registry.yaml`'s entry: QwenImage pipelines (Edit variants included) find it by prefix, it
 /// declares separate CFG and the model's list, and builds from its tiny config.
 #[test]
 fn registry_entry_builds_the_tiny_model() -> Result<()> {
-    use cachedit_runtime::registry::{BuildRequest, lookup};
     let entry = lookup("QwenImageEditPlusPipeline").map_err(candle_core::Error::wrap)?;
     assert_eq!(entry.name, "QwenImage");
     assert_eq!(entry.cfg, CfgLayout::Separate);

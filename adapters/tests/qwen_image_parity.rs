@@ -4,17 +4,25 @@
 //! centred rotary positions), `temb`, the image and text rotary tables, the first block on
 //! diffusers' own block inputs, and an Edit-style two-image sequence.
 
-mod common;
+mod harness;
 
 use cachedit_adapters::families::qwen_image::{
-    QwenImageTransformer2DModel, joint_attention_mask, joint_rotary,
+    Config, QwenImageTransformer2DModel, joint_attention_mask, joint_rotary,
 };
-use cachedit_adapters::registry::FamilyModel;
-use candle_core::{DType, Device, Result, Tensor};
-use common::{assert_close, fixture, get, io};
+use cachedit_adapters::loader::parse_config;
+use harness::prelude::*;
 
+type Model = QwenImageTransformer2DModel;
 const REL: f32 = 1e-4;
+const NAME: &str = "qwen_image_tiny";
+const INPUTS: [&str; 4] = [
+    "hidden_states",
+    "encoder_hidden_states",
+    "encoder_hidden_states_mask",
+    "timestep",
+];
 
+/// `img_shapes` rows `(frames, rows, cols)` stored as f32.
 fn shapes(t: &Tensor) -> Result<Vec<(usize, usize, usize)>> {
     Ok(t.to_vec2::<f32>()?
         .iter()
@@ -22,83 +30,47 @@ fn shapes(t: &Tensor) -> Result<Vec<(usize, usize, usize)>> {
         .collect())
 }
 
-/// The fixture's checkpoint through our loader, in `dtype`.
-fn load(dtype: DType) -> Result<QwenImageTransformer2DModel> {
-    QwenImageTransformer2DModel::from_pretrained(
-        &fixture("qwen_image_tiny").join("transformer"),
-        dtype,
-        &Device::Cpu,
-    )
-    .map_err(candle_core::Error::wrap)
-}
-
 #[test]
 fn tiny_qwen_image_matches_diffusers() -> Result<()> {
-    let io = io("qwen_image_tiny")?;
-    let model = load(DType::F32)?;
-    let (x, text, mask, t) = (
-        get(&io, "hidden_states")?,
-        get(&io, "encoder_hidden_states")?,
-        get(&io, "encoder_hidden_states_mask")?,
-        get(&io, "timestep")?,
-    );
-    let img_shapes = shapes(get(&io, "img_shapes")?)?;
-    let out = model.forward(x, text, Some(mask), t, &img_shapes)?;
-    assert_close("qwen_image output", &out, get(&io, "output")?, REL)?;
-    let temb = model.conditioning(t)?;
-    assert_close("qwen_image temb", &temb, get(&io, "temb")?, REL)?;
+    let p = Parity::<Model>::load(NAME, REL)?;
+    let [x, text, mask, t] = p.ios(INPUTS)?;
+    let img_shapes = shapes(p.io("img_shapes")?)?;
+    p.output(&p.model.forward(x, text, Some(mask), t, &img_shapes)?)?;
+    p.check("temb", &p.model.conditioning(t)?, "temb")?;
 
-    let (img, txt) = model.rotary_embeddings(&img_shapes, text.dim(1)?, &Device::Cpu)?;
+    let (img, txt) = p
+        .model
+        .rotary_embeddings(&img_shapes, text.dim(1)?, &Device::Cpu)?;
     for (what, table) in [("img", &img), ("txt", &txt)] {
         let (cos, sin) = table.tables();
-        assert_close(
+        p.check_within(
             &format!("rope {what} cos"),
             cos,
-            get(&io, &format!("rope.{what}_cos"))?,
+            &format!("rope.{what}_cos"),
             1e-6,
         )?;
-        assert_close(
+        p.check_within(
             &format!("rope {what} sin"),
             sin,
-            get(&io, &format!("rope.{what}_sin"))?,
+            &format!("rope.{what}_sin"),
             1e-6,
         )?;
     }
 
-    let k = |s: &str| format!("block0.{s}");
-    let (hs, enc) = (
-        get(&io, &k("in.hidden_states"))?,
-        get(&io, &k("in.encoder_hidden_states"))?,
-    );
-    let joint_mask = joint_attention_mask(
-        get(&io, &k("in.encoder_hidden_states_mask"))?,
-        hs.dim(1)?,
-        DType::F32,
-    )?;
     let rotary = joint_rotary(&img, &txt)?;
-    let (e, h) = model.transformer_blocks().blocks()[0].forward(
-        hs,
-        enc,
-        Some(&joint_mask),
-        get(&io, &k("in.temb"))?,
-        Some(&rotary),
-    )?;
-    assert_close("block0 hidden", &h, get(&io, &k("out.hidden_states"))?, REL)?;
-    assert_close(
-        "block0 encoder",
-        &e,
-        get(&io, &k("out.encoder_hidden_states"))?,
-        REL,
-    )?;
+    p.block("block0", |m, b| {
+        let hidden = b.hidden()?;
+        let mask = joint_attention_mask(b.input("encoder_hidden_states_mask")?, hidden.dim(1)?, DType::F32)?;
+        let block = &m.transformer_blocks().blocks()[0];
+        let out = block.forward(hidden, b.encoder()?, Some(&mask), b.temb()?, Some(&rotary))?;
+        Ok(BlockOut::enc_hid(out))
+    })?;
 
-    let edit = model.forward(
-        get(&io, "edit.hidden_states")?,
-        text,
-        None,
-        t,
-        &shapes(get(&io, "edit.img_shapes")?)?,
-    )?;
-    assert_close("qwen_image edit output", &edit, get(&io, "edit.output")?, REL)?;
+    let edit_shapes = shapes(p.io("edit.img_shapes")?)?;
+    let edit = p
+        .model
+        .forward(p.io("edit.hidden_states")?, text, None, t, &edit_shapes)?;
+    p.check("edit output", &edit, "edit.output")?;
     Ok(())
 }
 
@@ -106,19 +78,14 @@ fn tiny_qwen_image_matches_diffusers() -> Result<()> {
 /// name the argument, not a panic or a silent broadcast.
 #[test]
 fn mismatched_mask_and_img_shapes_are_errors() -> Result<()> {
-    let io = io("qwen_image_tiny")?;
-    let model = load(DType::F32)?;
-    let (x, text, mask, t) = (
-        get(&io, "hidden_states")?,
-        get(&io, "encoder_hidden_states")?,
-        get(&io, "encoder_hidden_states_mask")?,
-        get(&io, "timestep")?,
-    );
-    let err = model
+    let p = Parity::<Model>::load(NAME, REL)?;
+    let [x, text, mask, t] = p.ios(INPUTS)?;
+    let err = p
+        .model
         .forward(x, text, Some(&mask.narrow(1, 0, 3)?), t, &[(1, 3, 4)])
         .unwrap_err();
     assert!(err.to_string().contains("encoder_hidden_states_mask"), "{err}");
-    let err = model.forward(x, text, Some(mask), t, &[(1, 4, 4)]).unwrap_err();
+    let err = p.model.forward(x, text, Some(mask), t, &[(1, 4, 4)]).unwrap_err();
     assert!(err.to_string().contains("img_shapes"), "{err}");
     Ok(())
 }
@@ -128,8 +95,6 @@ fn mismatched_mask_and_img_shapes_are_errors() -> Result<()> {
 /// rotary split that does not sum to the head width are rejected with the key's name.
 #[test]
 fn published_configs_parse_and_validate() {
-    use cachedit_adapters::families::qwen_image::Config;
-    use cachedit_adapters::loader::parse_config;
     let path = std::path::Path::new("Qwen-Image/transformer/config.json");
     let qwen_image = r#"{
       "_class_name": "QwenImageTransformer2DModel", "_diffusers_version": "0.34.0.dev0",
@@ -164,16 +129,12 @@ fn published_configs_parse_and_validate() {
 /// the sinusoids (0.3 becomes 0.30078), so the f32 output is not the reference here.
 #[test]
 fn bf16_model_runs_near_diffusers_bf16() -> Result<()> {
-    let io = io("qwen_image_tiny")?;
-    let model = load(DType::BF16)?;
-    let out = model.forward(
-        get(&io, "hidden_states")?,
-        get(&io, "encoder_hidden_states")?,
-        Some(get(&io, "encoder_hidden_states_mask")?),
-        get(&io, "timestep")?,
-        &shapes(get(&io, "img_shapes")?)?,
-    )?;
+    let p = Parity::<Model>::load_as(NAME, REL, DType::BF16)?;
+    let [x, text, mask, t] = p.ios(INPUTS)?;
+    let out = p
+        .model
+        .forward(x, text, Some(mask), t, &shapes(p.io("img_shapes")?)?)?;
     assert_eq!(out.dtype(), DType::BF16);
-    assert_close("qwen_image bf16 output", &out, get(&io, "output_bf16")?, 3e-2)?;
+    p.check_within("bf16 output", &out, "output_bf16", 3e-2)?;
     Ok(())
 }

@@ -3,61 +3,41 @@
 //! engine, including what upstream cache-dit cannot run: Bn = 0 (the cached tail then ends in
 //! the block that returns no text stream) with and without a TaylorSeer calibrator.
 
-mod cache_support;
-mod common;
+mod harness;
 
-use cachedit_adapters::FamilyModel;
 use cachedit_adapters::families::sd3::{Config, SD3Transformer2DModel};
-use cachedit_adapters::seeded_var_builder;
-use cachedit_runtime::{
-    CacheConfig, CacheOptions, CachedTransformer, CalibratorConfig, CfgLayout, ForwardPattern,
-    enable_cache_with_options, summary,
-};
-use candle_core::{DType, Device, Result};
-use common::{assert_close, fixture, get, io};
+use harness::prelude::*;
 
+type Model = SD3Transformer2DModel;
 const REL: f32 = 1e-4;
+/// Bn = 0 in the smooth check: the cached tail's last block returns no text stream.
+const CACHE: CacheCase = CacheCase {
+    cfg: CfgLayout::Batched,
+    lists: &[("transformer_blocks", ForwardPattern::Pattern_1)],
+    threshold: 0.1,
+    drive: Drive::Plain,
+};
 
-fn check(name: &str) -> Result<()> {
-    let io = io(name)?;
-    let model =
-        SD3Transformer2DModel::from_pretrained(&fixture(name).join("transformer"), DType::F32, &Device::Cpu)
-            .map_err(candle_core::Error::wrap)?;
-    let out = model.forward(
-        get(&io, "hidden_states")?,
-        get(&io, "encoder_hidden_states")?,
-        get(&io, "pooled_projections")?,
-        get(&io, "timestep")?,
-    )?;
-    assert_close(&format!("{name} output"), &out, get(&io, "output")?, REL)?;
-    let temb = model.conditioning(get(&io, "timestep")?, get(&io, "pooled_projections")?)?;
-    assert_close(&format!("{name} temb"), &temb, get(&io, "block0.in.temb")?, REL)?;
+fn check(name: &'static str) -> Result<()> {
+    let p = Parity::<Model>::load(name, REL)?;
+    let [x, text, pooled, t] = p.ios([
+        "hidden_states",
+        "encoder_hidden_states",
+        "pooled_projections",
+        "timestep",
+    ])?;
+    p.output(&p.model.forward(x, text, pooled, t)?)?;
+    p.check("temb", &p.model.conditioning(t, pooled)?, "block0.in.temb")?;
 
-    let blocks = model.transformer_blocks().blocks();
+    let blocks = p.model.transformer_blocks().blocks();
     for (prefix, block) in [("block0", &blocks[0]), ("last", &blocks[blocks.len() - 1])] {
-        let k = |s: &str| format!("{prefix}.{s}");
-        let (enc, hid) = block.forward(
-            get(&io, &k("in.hidden_states"))?,
-            get(&io, &k("in.encoder_hidden_states"))?,
-            get(&io, &k("in.temb"))?,
-        )?;
-        assert_close(
-            &format!("{name} {prefix} hidden"),
-            &hid,
-            get(&io, &k("out.hidden_states"))?,
-            REL,
-        )?;
-        match (enc, io.get(&k("out.encoder_hidden_states"))) {
-            (Some(e), Some(r)) => {
-                assert_close(&format!("{name} {prefix} encoder"), &e, r, REL)?;
+        p.block(prefix, |_, b| {
+            let (enc, hid) = block.forward(b.hidden()?, b.encoder()?, b.temb()?)?;
+            if enc.is_none() {
+                assert!(block.context_pre_only());
             }
-            (None, None) => assert!(block.context_pre_only()),
-            (e, r) => candle_core::bail!(
-                "{prefix}: encoder output {} vs reference {}",
-                e.is_some(),
-                r.is_some()
-            ),
-        }
+            Ok(BlockOut::maybe_joint(hid, enc))
+        })?;
     }
     Ok(())
 }
@@ -73,23 +53,14 @@ fn tiny_sd35_matches_diffusers() -> Result<()> {
     check("sd35_tiny")
 }
 
-fn seeded() -> Result<SD3Transformer2DModel> {
-    Ok(
-        SD3Transformer2DModel::new(Config::tiny(), seeded_var_builder(42, DType::F32, &Device::Cpu))?
-            .with_sample_shape((4, 6, 8)),
-    )
+fn model() -> Result<Model> {
+    seeded_with_shape(Config::tiny(), (4, 6, 8))
 }
 
 #[test]
 fn one_pattern_1_list_with_batched_cfg() -> Result<()> {
-    let m = seeded()?;
-    let lists = m.cached_lists();
-    assert_eq!(lists.len(), 1);
-    assert_eq!(lists[0].name, "transformer_blocks");
-    assert_eq!(lists[0].pattern, ForwardPattern::Pattern_1);
-    assert_eq!(m.cfg_layout(), CfgLayout::Batched);
+    CACHE.assert_lists(&model()?);
     for cfg in [Config::sd3_medium(), Config::sd35_large(), Config::sd35_medium()] {
-        use cachedit_adapters::loader::DiffusersConfig;
         assert!(cfg.validate().is_ok(), "{cfg:?}");
     }
     Ok(())
@@ -97,21 +68,21 @@ fn one_pattern_1_list_with_batched_cfg() -> Result<()> {
 
 #[test]
 fn never_cache_threshold_is_bit_identical() -> Result<()> {
-    cache_support::assert_never_cache_is_bit_identical(&seeded()?, &cache_support::never_cache().into(), 1)
+    CACHE.never_cache_is_bit_identical(&model()?)
 }
 
-/// Bn = 0: the cached tail's last block returns no text stream.
 #[test]
 fn smooth_inputs_are_cached_after_warmup_with_bn_0() -> Result<()> {
-    cache_support::assert_smooth_inputs_are_cached(&seeded()?, 0.1)
+    CACHE.smooth_inputs_are_cached(&model()?)
 }
 
 /// TaylorSeer (order 1) with Bn = 0 and with Bn = 1, where upstream crashes on SD3.
 #[test]
 fn taylorseer_calibrator_runs_with_bn_0_and_1() -> Result<()> {
+    let run = |m: &Model| cache::smooth_run(m, 10, cache::Run::of(Drive::Plain, m));
     for bn in [0, 1] {
-        let m = seeded()?;
-        let plain = cache_support::smooth_run(&m, 10)?;
+        let m = model()?;
+        let plain = run(&m)?;
         let options = CacheOptions {
             cache: CacheConfig {
                 fn_compute_blocks: 1,
@@ -124,7 +95,7 @@ fn taylorseer_calibrator_runs_with_bn_0_and_1() -> Result<()> {
             modifiers: Vec::new(),
         };
         enable_cache_with_options(&m, &options).map_err(candle_core::Error::wrap)?;
-        let cached = cache_support::smooth_run(&m, 10)?;
+        let cached = run(&m)?;
         let stats = summary(&m);
         println!("bn {bn}: cached steps {:?}", stats[0].cached_steps);
         assert!(!stats[0].cached_steps.is_empty(), "bn {bn}: nothing was cached");

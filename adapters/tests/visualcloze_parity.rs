@@ -2,114 +2,90 @@
 //! (whole model through `Denoiser::predict`, and one block of each list on diffusers' own block
 //! inputs), and the cache engine on its two separately cached lists.
 
-mod cache_support;
-mod common;
+mod harness;
 
-use cachedit_adapters::FamilyModel;
-use cachedit_adapters::components::rope::RotaryEmbedding;
 use cachedit_adapters::families::visualcloze::{self, VisualClozeTransformer2DModel, names};
-use cachedit_adapters::seeded_var_builder;
-use cachedit_runtime::{CachedTransformer, Conditioning, Denoiser};
-use candle_core::{DType, Device, Result};
-use common::{assert_close, fixture, get, io};
+use harness::prelude::*;
 
+type Model = VisualClozeTransformer2DModel;
 const REL: f32 = 1e-4;
 const NAME: &str = "visualcloze_tiny";
-
-fn load() -> Result<VisualClozeTransformer2DModel> {
-    VisualClozeTransformer2DModel::from_pretrained(
-        &fixture(NAME).join("transformer"),
-        DType::F32,
-        &Device::Cpu,
-    )
-    .map_err(candle_core::Error::wrap)
-}
+const CACHE: CacheCase = CacheCase {
+    cfg: CfgLayout::None,
+    lists: &[
+        ("transformer_blocks", ForwardPattern::Pattern_1),
+        ("single_transformer_blocks", ForwardPattern::Pattern_1),
+    ],
+    threshold: 0.1,
+    drive: Drive::Plain,
+};
 
 #[test]
 fn tiny_visualcloze_matches_diffusers() -> Result<()> {
-    let io = io(NAME)?;
-    let model = load()?;
-    assert_eq!(model.cached_lists().len(), 2, "VisualCloze caches two lists");
-    let hidden = get(&io, "hidden_states")?;
-    let out_ch = model.config().out_channels();
+    let p = Parity::<Model>::load(NAME, REL)?;
+    assert_eq!(p.model.cached_lists().len(), 2, "VisualCloze caches two lists");
+    let hidden = p.io("hidden_states")?;
+    let out_ch = p.model.config().out_channels();
     let latents = hidden.narrow(2, 0, out_ch)?;
-    let condition = hidden.narrow(2, out_ch, model.condition_channels())?;
+    let condition = hidden.narrow(2, out_ch, p.model.condition_channels())?;
     let cond = Conditioning::new()
         .with(names::CONDITION_LATENTS, condition)
         .with(
             names::ENCODER_HIDDEN_STATES,
-            get(&io, "encoder_hidden_states")?.clone(),
+            p.io("encoder_hidden_states")?.clone(),
         )
-        .with(names::POOLED_PROJECTIONS, get(&io, "pooled_projections")?.clone())
-        .with(names::IMG_IDS, get(&io, "img_ids")?.clone())
-        .with(names::TXT_IDS, get(&io, "txt_ids")?.clone())
-        .with(names::GUIDANCE, get(&io, "guidance")?.clone());
-    let t = (get(&io, "timestep")? * 1000.0)?;
-    let out = model.predict(&latents, &t, &cond)?;
-    assert_close("visualcloze output", &out, get(&io, "output")?, REL)?;
+        .with(names::POOLED_PROJECTIONS, p.io("pooled_projections")?.clone())
+        .with(names::IMG_IDS, p.io("img_ids")?.clone())
+        .with(names::TXT_IDS, p.io("txt_ids")?.clone())
+        .with(names::GUIDANCE, p.io("guidance")?.clone());
+    let t = (p.io("timestep")? * 1000.0)?;
+    p.output(&p.model.predict(&latents, &t, &cond)?)?;
     Ok(())
 }
 
 #[test]
 fn tiny_visualcloze_blocks_match_diffusers() -> Result<()> {
-    let io = io(NAME)?;
-    let model = load()?;
-    for prefix in ["double0", "single0"] {
-        let k = |s: &str| format!("{prefix}.{s}");
-        let rotary = RotaryEmbedding::from_interleaved_full(
-            get(&io, &k("in.rope_cos"))?,
-            get(&io, &k("in.rope_sin"))?,
-        )?;
-        let (h, e, t) = (
-            get(&io, &k("in.hidden_states"))?,
-            get(&io, &k("in.encoder_hidden_states"))?,
-            get(&io, &k("in.temb"))?,
-        );
-        let flux = model.flux();
-        let (enc, hid) = if prefix == "double0" {
-            flux.transformer_blocks().blocks()[0].forward(h, e, t, Some(&rotary))?
-        } else {
-            flux.single_transformer_blocks().blocks()[0].forward(h, e, t, Some(&rotary))?
-        };
-        assert_close(
-            &format!("{prefix} hidden"),
-            &hid,
-            get(&io, &k("out.hidden_states"))?,
-            REL,
-        )?;
-        assert_close(
-            &format!("{prefix} encoder"),
-            &enc,
-            get(&io, &k("out.encoder_hidden_states"))?,
-            REL,
-        )?;
-    }
-    Ok(())
+    let p = Parity::<Model>::load(NAME, REL)?;
+    p.block("double0", |m, b| {
+        let block = &m.flux().transformer_blocks().blocks()[0];
+        Ok(BlockOut::enc_hid(block.forward(
+            b.hidden()?,
+            b.encoder()?,
+            b.temb()?,
+            Some(&b.rope()?),
+        )?))
+    })?;
+    p.block("single0", |m, b| {
+        let block = &m.flux().single_transformer_blocks().blocks()[0];
+        Ok(BlockOut::enc_hid(block.forward(
+            b.hidden()?,
+            b.encoder()?,
+            b.temb()?,
+            Some(&b.rope()?),
+        )?))
+    })
 }
 
-fn seeded() -> Result<VisualClozeTransformer2DModel> {
-    let cfg = visualcloze::Config {
+fn model() -> Result<Model> {
+    seeded(visualcloze::Config {
         num_layers: 2,
         num_single_layers: 2,
         ..visualcloze::tiny_fill()
-    };
-    VisualClozeTransformer2DModel::new(cfg, seeded_var_builder(42, DType::F32, &Device::Cpu))
+    })
 }
 
 #[test]
 fn never_cache_threshold_is_bit_identical() -> Result<()> {
-    let m = seeded()?;
-    cache_support::assert_never_cache_is_bit_identical(&m, &cache_support::never_cache().into(), 2)
+    CACHE.never_cache_is_bit_identical(&model()?)
 }
 
 #[test]
 fn smooth_inputs_are_cached_after_warmup() -> Result<()> {
-    cache_support::assert_smooth_inputs_are_cached(&seeded()?, 0.1)
+    CACHE.smooth_inputs_are_cached(&model()?)
 }
 
 #[test]
 fn configs_are_consistent() {
-    use cachedit_adapters::loader::DiffusersConfig;
     for cfg in [
         visualcloze::config(),
         visualcloze::tiny(),

@@ -1,27 +1,18 @@
-"""Writes the HiDream-I1 parity fixtures used by `adapters/tests/hidream_parity.rs`.
+"""HiDream-I1 parity fixtures for `adapters/tests/hidream_parity.rs` (`refgen` writes the files):
 
-Run from the repository root with the reference environment (diffusers + torch + safetensors):
+    /work/venv-ref/bin/python tools/reference/gen_hidream.py [hidream_tiny ...]
 
-    /work/venv-ref/bin/python tools/reference/gen_hidream.py
-
-For each tiny configuration it writes, under `adapters/tests/fixtures/<name>/`:
-- `transformer/`: a diffusers `save_pretrained` folder (config.json + safetensors);
-- `io.safetensors`: the fixed inputs, the inputs and outputs of the first double and the first
-  single block (`HiDreamBlock`), and the model output.
-
-f32 on CPU with fixed seeds, eval mode (MoE inference routing).
+Inputs `hidden_states` (B, C, H, W), `timesteps`, the T5 and the stacked Llama hidden states,
+`pooled_embeds`; the first double and the first single `HiDreamBlock` (with the image mask of a
+padded, non-square latent). Eval mode: MoE inference routing.
 """
 
-import os
-import sys
-
 import torch
-from safetensors.torch import save_file
-
-import diffusers
 from diffusers import HiDreamImageTransformer2DModel
 
-ROOT = os.path.join(os.path.dirname(__file__), "..", "..", "adapters", "tests", "fixtures")
+import refgen
+
+BATCH, T5, LLAMA = 2, 5, 3
 
 TINY = dict(
     patch_size=2,
@@ -40,12 +31,11 @@ TINY = dict(
     llama_layers=(0, 1),
     force_inference_output=True,
 )
-
 CONFIGS = {
     # diffusers' own unit-test config (tests/models/transformers/test_models_transformer_hidream.py)
     "hidream_tiny": dict(config=TINY, size=(8, 8), llama_total=2),
-    # top-2 of 4 routed experts, two heads, two blocks per list, llama layers picked out of order from 5,
-    # and a non-square latent (padded to max_seq with an image mask)
+    # top-2 of 4 routed experts, two heads, two blocks per list, llama layers picked out of order
+    # from 5, and a non-square latent (padded to max_seq with an image mask)
     "hidream_tiny_moe": dict(
         config=dict(
             TINY,
@@ -61,24 +51,12 @@ CONFIGS = {
     ),
 }
 
-BATCH, T5, LLAMA = 2, 5, 3
 
-
-def generate(name, spec):
-    torch.manual_seed(0)
+def inputs(spec, g):
     cfg = spec["config"]
-    model = HiDreamImageTransformer2DModel(**cfg).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.1 * torch.randn_like(p))
-
-    out_dir = os.path.join(ROOT, name)
-    model.save_pretrained(os.path.join(out_dir, "transformer"), safe_serialization=True)
-
-    g = torch.Generator().manual_seed(1)
     h, w = spec["size"]
     t5_dim, llama_dim = cfg["caption_channels"]
-    inputs = {
+    return {
         "hidden_states": torch.randn(BATCH, cfg["in_channels"], h, w, generator=g),
         "timesteps": torch.tensor([750.0, 300.0]),
         "encoder_hidden_states_t5": torch.randn(BATCH, T5, t5_dim, generator=g),
@@ -86,42 +64,19 @@ def generate(name, spec):
         "pooled_embeds": torch.randn(BATCH, cfg["text_emb_dim"], generator=g),
     }
 
-    captured = {}
 
-    def hook(prefix):
-        def fn(module, args, kwargs, output):
-            for n in ["hidden_states", "encoder_hidden_states", "temb", "hidden_states_masks"]:
-                if kwargs.get(n) is not None:
-                    captured[f"{prefix}.in.{n}"] = kwargs[n].detach().clone()
-            if isinstance(output, tuple):
-                captured[f"{prefix}.out.hidden_states"] = output[0].detach().clone()
-                captured[f"{prefix}.out.encoder_hidden_states"] = output[1].detach().clone()
-            else:
-                captured[f"{prefix}.out.hidden_states"] = output.detach().clone()
+BLOCK_INPUTS = ("hidden_states", "encoder_hidden_states", "temb", "hidden_states_masks")
+BLOCK_OUTPUTS = ("hidden_states", "encoder_hidden_states")
 
-        return fn
-
-    model.double_stream_blocks[0].register_forward_hook(hook("double0"), with_kwargs=True)
-    model.single_stream_blocks[0].register_forward_hook(hook("single0"), with_kwargs=True)
-
-    with torch.no_grad():
-        out = model(**inputs, return_dict=False)[0]
-
-    tensors = {k: v.contiguous().float() for k, v in inputs.items()}
-    tensors.update({k: v.contiguous() for k, v in captured.items()})
-    tensors["output"] = out.contiguous()
-    save_file(
-        tensors,
-        os.path.join(out_dir, "io.safetensors"),
-        metadata={"diffusers": diffusers.__version__, "torch": torch.__version__},
-    )
-    print(f"{name}: output {tuple(out.shape)} max|out| {out.abs().max().item():.4f}")
-
-
-def main():
-    for name in sys.argv[1:] or list(CONFIGS):
-        generate(name, CONFIGS[name])
-
+FAMILY = refgen.Family(
+    cls=HiDreamImageTransformer2DModel,
+    configs=CONFIGS,
+    inputs=inputs,
+    blocks=lambda spec: [
+        refgen.Block("double_stream_blocks", 0, "double0", inputs=BLOCK_INPUTS, outputs=BLOCK_OUTPUTS),
+        refgen.Block("single_stream_blocks", 0, "single0", inputs=BLOCK_INPUTS, outputs=BLOCK_OUTPUTS),
+    ],
+)
 
 if __name__ == "__main__":
-    main()
+    refgen.main(FAMILY)

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use cachedit_adapters::FamilyModel;
 use cachedit_adapters::demo::{self as trained, DemoClass};
 use cachedit_adapters::families::flux::{Config, FluxTransformer2DModel};
-use cachedit_adapters::families::flux_pipeline::SampleShape;
+use cachedit_adapters::sample::SampleShape;
 use cachedit_adapters::init::SeededBackend;
 use cachedit_runtime::{
     CacheOptions, CacheStats, CallRecord, Conditioning, DenoiseOptions, Denoiser, DynamicShift,

@@ -7,7 +7,7 @@ mod cache_support;
 use cache_support::Drive;
 use cachedit_adapters::FamilyModel;
 use cachedit_adapters::families::chroma::{ChromaTransformer2DModel, Config};
-use cachedit_adapters::families::flux_pipeline::SampleShape;
+use cachedit_adapters::sample::SampleShape;
 use cachedit_adapters::seeded_var_builder;
 use cachedit_runtime::{CfgLayout, ForwardPattern};
 use candle_core::{DType, Device, Result};

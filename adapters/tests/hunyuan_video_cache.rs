@@ -6,7 +6,8 @@ mod cache_support;
 
 use cache_support::Drive;
 use cachedit_adapters::FamilyModel;
-use cachedit_adapters::families::hunyuan_video::{Config, HunyuanVideoTransformer3DModel, VideoSampleShape};
+use cachedit_adapters::families::hunyuan_video::{Config, HunyuanVideoTransformer3DModel};
+use cachedit_adapters::sample::VideoSampleShape;
 use cachedit_adapters::seeded_var_builder;
 use cachedit_runtime::{CfgLayout, ForwardPattern};
 use candle_core::{DType, Device, Result};

@@ -7,7 +7,7 @@ mod common;
 use cachedit_adapters::FamilyModel;
 use cachedit_adapters::components::rope::RotaryEmbedding;
 use cachedit_adapters::families::hunyuan_video::{HunyuanVideoTransformer3DModel, joint_rotary};
-use cachedit_adapters::families::hunyuan_video_refiner::additive;
+use cachedit_adapters::sample::additive;
 use candle_core::{DType, Device, Result};
 use common::{assert_close, fixture, get, io};
 

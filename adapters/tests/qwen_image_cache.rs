@@ -7,7 +7,7 @@
 mod cache_support;
 mod common;
 
-use cachedit_adapters::families::flux_pipeline::SampleShape;
+use cachedit_adapters::sample::SampleShape;
 use cachedit_adapters::families::qwen_image::{
     Config, QwenImageTransformer2DModel, joint_attention_mask, joint_rotary,
 };

@@ -3,9 +3,12 @@
 //!
 //! - [`joint`]: Design J, the dual-stream joint (MMDiT) block.
 //! - [`single`]: Design S, the parallel single-stream block.
+//! - [`stream`]: one stream of a block (norm, modulation, residual style, FFN), shared by J and
+//!   the single-stream sequential blocks of AuraFlow and HiDream.
 
 pub mod joint;
 pub mod single;
+pub mod stream;
 
 use candle_core::{DType, Result, Tensor};
 

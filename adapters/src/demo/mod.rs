@@ -26,7 +26,8 @@ pub use train::{TrainOptions, TrainReport, train_demo};
 
 use crate::components::patchify::{image_ids, pack_latents, text_ids, unpack_latents};
 use crate::families::flux::{Config, FluxTransformer2DModel};
-use crate::families::flux_pipeline::{SampleShape, names};
+use crate::families::flux_pipeline::names;
+use crate::sample::SampleShape;
 use crate::loader::{self, Checkpoint, LoadError};
 use crate::registry::FamilyModel;
 

@@ -10,7 +10,7 @@
 
 use cachedit_macros::CachedTransformer;
 use cachedit_runtime::{
-    BlockList, Conditioning, Denoiser, ForwardPattern, StaticBlockLists, Streams, seeded_normal,
+    BlockList, Conditioning, Denoiser, ForwardPattern, StaticBlockLists, Streams,
 };
 use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::{Linear, VarBuilder};
@@ -20,10 +20,11 @@ use super::auraflow_blocks::{
     AuraFlowJointTransformerBlock, AuraFlowJointTransformerBlockArgs, AuraFlowPatchEmbed,
     AuraFlowPreFinalBlock, AuraFlowSingleTransformerBlock, AuraFlowSingleTransformerBlockArgs,
 };
-use super::flux_pipeline::SampleShape;
+use crate::sample::SampleShape;
 use crate::components::embeddings::{Mlp2, Timesteps};
 use crate::components::linear;
 use crate::loader::DiffusersConfig;
+use crate::sample::synthetic_text;
 
 /// Number of learned register tokens prepended to the text stream (fixed in diffusers).
 pub const REGISTER_TOKENS: usize = 8;
@@ -344,12 +345,7 @@ impl Denoiser for AuraFlowTransformer2DModel {
     }
 
     fn synthetic_conditioning(&self, batch: usize, seed: u64, device: &Device) -> Result<Conditioning> {
-        let text = seeded_normal(
-            &[batch, self.sample.text_len, self.cfg.joint_attention_dim],
-            seed ^ 0x7e47,
-            DType::F32,
-            device,
-        )?;
+        let text = synthetic_text(batch, self.sample.text_len, self.cfg.joint_attention_dim, seed, device)?;
         Ok(Conditioning::new().with(names::ENCODER_HIDDEN_STATES, text))
     }
 

@@ -249,7 +249,7 @@ pub struct HiDreamImageTransformer2DModel {
     final_modulation: Linear,
     final_linear: Linear,
     caption_projection: Vec<Linear>,
-    sample: super::flux_pipeline::SampleShape,
+    sample: crate::sample::SampleShape,
 }
 
 impl HiDreamImageTransformer2DModel {
@@ -475,5 +475,5 @@ impl cachedit_runtime::StaticBlockLists for HiDreamImageTransformer2DModel {
 crate::family_model!(
     HiDreamImageTransformer2DModel,
     config = Config,
-    sample = super::flux_pipeline::SampleShape
+    sample = crate::sample::SampleShape
 );

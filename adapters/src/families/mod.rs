@@ -16,7 +16,6 @@ pub mod hunyuan_video;
 pub mod hunyuan_video_pipeline;
 pub mod hunyuan_video_refiner;
 pub mod mochi;
-pub mod mochi_blocks;
 pub mod mochi_pipeline;
 pub mod qwen_image;
 pub mod qwen_image_pipeline;

@@ -10,8 +10,6 @@ use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::{Linear, VarBuilder};
 use serde::{Deserialize, Serialize};
 
-use super::flux_pipeline::SampleShape;
-use super::hunyuan_video_refiner::additive;
 use crate::blocks::joint::{DualStreamJointBlock, JointBlockConfig};
 use crate::components::embeddings::{Mlp2, Timesteps};
 use crate::components::linear;
@@ -19,6 +17,7 @@ use crate::components::modulation::AdaLayerNormContinuous;
 use crate::components::norm::{Norm, NormKind};
 use crate::components::rope::{RopeStyle, RotaryEmbedding, inverse_frequencies_f32};
 use crate::loader::DiffusersConfig;
+use crate::sample::{SampleShape, additive};
 
 /// The diffusers config of `QwenImageTransformer2DModel` (`transformer/config.json`); defaults
 /// are diffusers' constructor defaults (which are Qwen-Image's).

@@ -9,8 +9,8 @@ mod common;
 
 use cachedit_adapters::families::auraflow::{AuraFlowTransformer2DModel, Config};
 use cachedit_adapters::families::auraflow_blocks::AuraFlowSingleTransformerBlock;
-use cachedit_adapters::sample::SampleShape;
 use cachedit_adapters::registry::FamilyModel;
+use cachedit_adapters::sample::SampleShape;
 use cachedit_adapters::seeded_var_builder;
 use cachedit_runtime::{
     CacheConfig, CachedTransformer, CfgLayout, Denoiser, ForwardPattern, StaticBlockLists, disable_cache,

@@ -6,8 +6,8 @@ mod cache_support;
 
 use cache_support::Drive;
 use cachedit_adapters::FamilyModel;
-use cachedit_adapters::sample::SampleShape;
 use cachedit_adapters::families::hidream::{Config, HiDreamImageTransformer2DModel};
+use cachedit_adapters::sample::SampleShape;
 use cachedit_adapters::seeded_var_builder;
 use cachedit_runtime::{CfgLayout, ForwardPattern};
 use candle_core::{DType, Device, Result};

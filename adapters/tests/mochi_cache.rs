@@ -5,8 +5,8 @@
 mod cache_support;
 
 use cachedit_adapters::FamilyModel;
-use cachedit_adapters::sample::VideoSampleShape;
 use cachedit_adapters::families::mochi::{Config, MochiTransformer3DModel};
+use cachedit_adapters::sample::VideoSampleShape;
 use cachedit_adapters::seeded_var_builder;
 use cachedit_runtime::{CfgLayout, ForwardPattern};
 use candle_core::{DType, Device, Result};

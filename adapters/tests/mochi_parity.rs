@@ -6,8 +6,8 @@
 mod common;
 
 use cachedit_adapters::FamilyModel;
-use cachedit_adapters::families::mochi::MochiTransformer3DModel;
 use cachedit_adapters::families::mochi::MochiRotary;
+use cachedit_adapters::families::mochi::MochiTransformer3DModel;
 use candle_core::{DType, Device, Result};
 use common::{assert_close, fixture, get, io};
 

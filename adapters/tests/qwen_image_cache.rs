@@ -7,12 +7,12 @@
 mod cache_support;
 mod common;
 
-use cachedit_adapters::sample::SampleShape;
 use cachedit_adapters::families::qwen_image::{
     Config, QwenImageTransformer2DModel, joint_attention_mask, joint_rotary,
 };
 use cachedit_adapters::families::qwen_image_pipeline::names;
 use cachedit_adapters::registry::FamilyModel;
+use cachedit_adapters::sample::SampleShape;
 use cachedit_adapters::seeded_var_builder;
 use cachedit_runtime::{
     CacheConfig, CacheOptions, CachedTransformer, CfgLayout, Denoiser, ForwardPattern, StaticBlockLists,

@@ -280,7 +280,12 @@ impl DualStreamJointBlock {
             sources,
             layouts,
             img: StreamHalf::new(d, cfg.norm, Some(cfg.ff), vb.pp(n.img_mlp))?,
-            txt: StreamHalf::new(dc, cfg.norm, (!pre_only).then_some(cfg.ff_context), vb.pp(n.txt_mlp))?,
+            txt: StreamHalf::new(
+                dc,
+                cfg.norm,
+                (!pre_only).then_some(cfg.ff_context),
+                vb.pp(n.txt_mlp),
+            )?,
             attn: Attention::new(attn_cfg, vb.pp(n.attn))?,
             attn2,
             context_pre_only: cfg.context_pre_only,
@@ -349,22 +354,34 @@ impl DualStreamJointBlock {
             .attn
             .forward_with(&norm_h, Some(&norm_e), rotary, mask, extras)?;
 
-        let mut h = self.img.residual(hidden_states, mi.attn.gate.as_ref(), &attn_out)?;
+        let mut h = self
+            .img
+            .residual(hidden_states, mi.attn.gate.as_ref(), &attn_out)?;
         if let (Some(attn2), Some(m2)) = (&self.attn2, &mi.attn2) {
             let (out2, _) = attn2.forward(&self.img.modulated(hidden_states, m2)?, None, None, None)?;
             h = self.img.residual(&h, m2.gate.as_ref(), &out2)?;
         }
-        let base = if self.attn_feeds_ffn_only { hidden_states } else { &h };
+        let base = if self.attn_feeds_ffn_only {
+            hidden_states
+        } else {
+            &h
+        };
         let h = self.img.mlp(&h, base, mi.mlp.as_ref())?;
 
         let e = match self.context_pre_only {
             ContextPreOnly::DropText => None,
             ContextPreOnly::KeepText => Some(encoder_hidden_states.clone()),
             ContextPreOnly::No => {
-                let ctx_out =
-                    ctx_out.ok_or_else(|| candle_core::Error::msg("joint attention returned no text part"))?;
-                let e = self.txt.residual(encoder_hidden_states, mt.attn.gate.as_ref(), &ctx_out)?;
-                let base = if self.attn_feeds_ffn_only { encoder_hidden_states } else { &e };
+                let ctx_out = ctx_out
+                    .ok_or_else(|| candle_core::Error::msg("joint attention returned no text part"))?;
+                let e = self
+                    .txt
+                    .residual(encoder_hidden_states, mt.attn.gate.as_ref(), &ctx_out)?;
+                let base = if self.attn_feeds_ffn_only {
+                    encoder_hidden_states
+                } else {
+                    &e
+                };
                 Some(self.txt.mlp(&e, base, mt.mlp.as_ref())?)
             }
         };

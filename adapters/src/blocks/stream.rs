@@ -42,7 +42,9 @@ impl StreamNorm {
         match self {
             Self::LayerNorm { eps } => Norm::layer_norm_no_affine(dim, eps, dtype, dev),
             Self::Fp32LayerNorm { eps } => Norm::layer_norm_no_affine(dim, eps, dtype, dev)?.in_f32(),
-            Self::RmsTanh { eps } => Norm::new(NormKind::RmsNorm { affine: false }, dim, eps, vb.clone())?.in_f32(),
+            Self::RmsTanh { eps } => {
+                Norm::new(NormKind::RmsNorm { affine: false }, dim, eps, vb.clone())?.in_f32()
+            }
         }
     }
 }
@@ -86,7 +88,8 @@ impl StreamHalf {
 
     /// `x + gate · y` (or Mochi's `x + rms(y) · tanh(gate)`).
     pub fn residual(&self, x: &Tensor, gate: Option<&Tensor>, y: &Tensor) -> Result<Tensor> {
-        let gate = gate.ok_or_else(|| candle_core::Error::msg("a gate-less modulation has no residual branch"))?;
+        let gate =
+            gate.ok_or_else(|| candle_core::Error::msg("a gate-less modulation has no residual branch"))?;
         if let StreamNorm::RmsTanh { .. } = self.kind {
             let g = per_sample(&gate.tanh()?)?.to_dtype(DType::F32)?;
             let y32 = self.norm.forward(&y.to_dtype(DType::F32)?)?;
@@ -119,7 +122,12 @@ pub struct SelfAttentionStreamBlock {
 impl SelfAttentionStreamBlock {
     /// The block from its parts: a 6-vector adaLN-zero `modulation`, the `stream` (norm, FFN)
     /// and a self-`attn`; `attn_feeds_ffn_only` is AuraFlow's residual quirk.
-    pub fn new(modulation: ModSource, stream: StreamHalf, attn: Attention, attn_feeds_ffn_only: bool) -> Self {
+    pub fn new(
+        modulation: ModSource,
+        stream: StreamHalf,
+        attn: Attention,
+        attn_feeds_ffn_only: bool,
+    ) -> Self {
         Self {
             modulation,
             stream,

@@ -44,12 +44,12 @@ pub enum QkNorm {
 }
 
 impl QkNorm {
-    fn build(self, head_dim: usize, inner: usize, vb: VarBuilder) -> Result<Option<Norm>> {
+    /// The norm over `head_dim` channels (or any width: the whole inner width for norms
+    /// across heads), parameters read from `vb`; `None` for [`QkNorm::None`].
+    pub(crate) fn build(self, head_dim: usize, vb: VarBuilder) -> Result<Option<Norm>> {
         let kind = match self {
             Self::None => return Ok(None),
-            Self::RmsAcrossHeads { eps } => {
-                return Norm::new(NormKind::RmsNorm { affine: true }, inner, eps, vb).map(Some);
-            }
+            Self::RmsAcrossHeads { eps } => (NormKind::RmsNorm { affine: true }, eps),
             Self::RmsNorm { eps, affine } => (NormKind::RmsNorm { affine }, eps),
             Self::LayerNorm { eps, affine } => (NormKind::LayerNorm { affine, bias: affine }, eps),
             Self::Fp32LayerNorm { eps } => {
@@ -243,14 +243,22 @@ struct StreamProj {
 }
 
 impl StreamProj {
-    fn new(cfg: &AttentionConfig, in_dim: usize, bias: bool, names: StreamNames, vb: &VarBuilder) -> Result<Self> {
+    fn new(
+        cfg: &AttentionConfig,
+        in_dim: usize,
+        bias: bool,
+        names: StreamNames,
+        vb: &VarBuilder,
+    ) -> Result<Self> {
         let inner = cfg.inner_dim();
-        let norm = |name| cfg.qk_norm.build(cfg.head_dim, inner, vb.pp(name));
+        let across_heads = matches!(cfg.qk_norm, QkNorm::RmsAcrossHeads { .. });
+        let width = if across_heads { inner } else { cfg.head_dim };
+        let norm = |name| cfg.qk_norm.build(width, vb.pp(name));
         Ok(Self {
             qkv: Qkv::new(cfg.fused_qkv, in_dim, inner, bias, names.qkv, vb)?,
             norm_q: norm(names.norm_qk[0])?,
             norm_k: norm(names.norm_qk[1])?,
-            across_heads: matches!(cfg.qk_norm, QkNorm::RmsAcrossHeads { .. }),
+            across_heads,
         })
     }
 
@@ -291,13 +299,24 @@ impl Attention {
         let (inner, names) = (cfg.inner_dim(), cfg.names);
         let image = StreamProj::new(&cfg, cfg.query_dim, cfg.bias, names.image, &vb)?;
         let context = match cfg.added_kv_proj_dim {
-            Some(dim) => Some(StreamProj::new(&cfg, dim, cfg.added_proj_bias, names.context, &vb)?),
+            Some(dim) => Some(StreamProj::new(
+                &cfg,
+                dim,
+                cfg.added_proj_bias,
+                names.context,
+                &vb,
+            )?),
             None => None,
         };
         let to_out = if cfg.pre_only {
             None
         } else {
-            Some(linear(inner, cfg.query_dim, cfg.out_bias, vb.pp(names.image.out))?)
+            Some(linear(
+                inner,
+                cfg.query_dim,
+                cfg.out_bias,
+                vb.pp(names.image.out),
+            )?)
         };
         let to_add_out = match cfg.added_kv_proj_dim {
             Some(dim) if !cfg.context_pre_only => {

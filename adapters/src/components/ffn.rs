@@ -223,7 +223,15 @@ impl MoeSwiGlu {
     pub fn new(dim: usize, hidden: usize, routed: usize, top_k: usize, vb: VarBuilder) -> Result<Self> {
         let expert = |h: usize, vb: VarBuilder| {
             let inner = swiglu_width(h, 256);
-            SplitGlu::new(dim, dim, inner, Activation::SwiGlu, false, SplitGluNames::HIDREAM, vb)
+            SplitGlu::new(
+                dim,
+                dim,
+                inner,
+                Activation::SwiGlu,
+                false,
+                SplitGluNames::HIDREAM,
+                vb,
+            )
         };
         Ok(Self {
             gate: vb.pp("gate").get((routed, dim), "weight")?,
@@ -319,10 +327,18 @@ impl Ffn {
                 inner,
                 bias,
             } => Self::FeedForward(FeedForward::new(dim, dim, inner, activation, bias, vb)?),
-            FfnKind::SplitGlu { names, inner } => {
-                Self::Split(SplitGlu::new(dim, dim, inner, Activation::SwiGlu, false, names, vb)?)
-            }
-            FfnKind::Moe { hidden, routed: 0, .. } => Self::Split(SplitGlu::new(
+            FfnKind::SplitGlu { names, inner } => Self::Split(SplitGlu::new(
+                dim,
+                dim,
+                inner,
+                Activation::SwiGlu,
+                false,
+                names,
+                vb,
+            )?),
+            FfnKind::Moe {
+                hidden, routed: 0, ..
+            } => Self::Split(SplitGlu::new(
                 dim,
                 dim,
                 swiglu_width(hidden, 256),

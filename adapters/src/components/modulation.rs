@@ -121,10 +121,17 @@ impl ModLayout {
     /// Reads `v` (exactly [`len`](Self::len) vectors) in this layout.
     pub fn parse(self, v: Vec<Tensor>) -> Result<StreamMod> {
         if v.len() != self.len() {
-            candle_core::bail!("{self:?} modulation: expected {} vectors, got {}", self.len(), v.len());
+            candle_core::bail!(
+                "{self:?} modulation: expected {} vectors, got {}",
+                self.len(),
+                v.len()
+            );
         }
         let mut it = v.into_iter();
-        let mut next = || it.next().ok_or_else(|| candle_core::Error::msg("modulation vectors"));
+        let mut next = || {
+            it.next()
+                .ok_or_else(|| candle_core::Error::msg("modulation vectors"))
+        };
         let set = |shift, scale, gate| ModSet { shift, scale, gate };
         Ok(match self {
             Self::Zero6 | Self::ZeroX9 | Self::Single3 => {
@@ -221,17 +228,6 @@ impl AdaLayerNormZero {
                 gate_mlp,
             },
         ))
-    }
-}
-
-impl AdaLayerNormZero {
-    /// The same layer with its LayerNorm computed in f32 (`norm_type="fp32_layer_norm"`:
-    /// AuraFlow).
-    pub fn with_f32_norm(self) -> Result<Self> {
-        Ok(Self {
-            norm: self.norm.in_f32()?,
-            ..self
-        })
     }
 }
 

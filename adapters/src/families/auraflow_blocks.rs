@@ -16,9 +16,7 @@ use candle_nn::{Linear, VarBuilder};
 
 use crate::blocks::joint::{ClipF16, DualStreamJointBlock, JointBlockConfig, JointModulation};
 use crate::blocks::stream::{SelfAttentionStreamBlock, StreamHalf, StreamNorm};
-use crate::components::attention::{
-    Attention, AttentionConfig, AttentionExtras, JointOrder, QkNorm,
-};
+use crate::components::attention::{Attention, AttentionConfig, AttentionExtras, JointOrder, QkNorm};
 use crate::components::ffn::{FfnKind, SplitGluNames, swiglu_width};
 use crate::components::linear;
 use crate::components::modulation::{ModSource, modulate};

@@ -293,21 +293,6 @@ impl BriaTransformer2DModel {
         })
     }
 
-    /// The config.
-    pub fn config(&self) -> &Config {
-        &self.cfg
-    }
-
-    /// The dual-stream blocks.
-    pub fn transformer_blocks(&self) -> &BlockList<BriaTransformerBlock> {
-        &self.transformer_blocks
-    }
-
-    /// The single-stream blocks.
-    pub fn single_transformer_blocks(&self) -> &BlockList<BriaSingleTransformerBlock> {
-        &self.single_transformer_blocks
-    }
-
     /// The rotary table of `cat(txt_ids, img_ids)` (`BriaEmbedND`); 3-D ids are read from their
     /// first batch entry.
     pub fn rotary_embedding(&self, img_ids: &Tensor, txt_ids: &Tensor) -> Result<RotaryEmbedding> {
@@ -454,3 +439,5 @@ crate::family_model!(
     config = Config,
     sample = crate::sample::SampleShape
 );
+
+super::model_accessors!(BriaTransformer2DModel, transformer_blocks: BriaTransformerBlock, single_transformer_blocks: BriaSingleTransformerBlock);

@@ -409,21 +409,6 @@ impl ChromaTransformer2DModel {
         })
     }
 
-    /// The config.
-    pub fn config(&self) -> &Config {
-        &self.cfg
-    }
-
-    /// The dual-stream blocks (each wraps a [`ChromaTransformerBlock`] in `.0`).
-    pub fn transformer_blocks(&self) -> &BlockList<ChromaDoubleBlock> {
-        &self.transformer_blocks
-    }
-
-    /// The single-stream blocks (each wraps a [`ChromaSingleTransformerBlock`] in `.0`).
-    pub fn single_transformer_blocks(&self) -> &BlockList<ChromaSingleBlock> {
-        &self.single_transformer_blocks
-    }
-
     /// The rotary table of `cat(txt_ids, img_ids)` (2-D ids, or 3-D read from batch entry 0).
     pub fn rotary_embedding(&self, img_ids: &Tensor, txt_ids: &Tensor) -> Result<RotaryEmbedding> {
         txt_img_rotary(&self.pos_embed, img_ids, txt_ids)
@@ -526,3 +511,5 @@ crate::family_model!(
     config = Config,
     sample = crate::sample::SampleShape
 );
+
+super::model_accessors!(ChromaTransformer2DModel, transformer_blocks: ChromaDoubleBlock, single_transformer_blocks: ChromaSingleBlock);

@@ -304,21 +304,6 @@ impl FluxTransformer2DModel {
         self.proj_out.weight().device()
     }
 
-    /// The config.
-    pub fn config(&self) -> &Config {
-        &self.cfg
-    }
-
-    /// The dual-stream blocks.
-    pub fn transformer_blocks(&self) -> &BlockList<FluxTransformerBlock> {
-        &self.transformer_blocks
-    }
-
-    /// The single-stream blocks.
-    pub fn single_transformer_blocks(&self) -> &BlockList<FluxSingleTransformerBlock> {
-        &self.single_transformer_blocks
-    }
-
     /// The rotary table of `cat(txt_ids, img_ids)` (`FluxPosEmbed`).
     pub fn rotary_embedding(&self, img_ids: &Tensor, txt_ids: &Tensor) -> Result<RotaryEmbedding> {
         crate::sample::txt_img_rotary(&self.pos_embed, img_ids, txt_ids)
@@ -425,3 +410,5 @@ impl CachedTransformer for FluxTransformer2DModel {
         }
     }
 }
+
+super::model_accessors!(FluxTransformer2DModel, transformer_blocks: FluxTransformerBlock, single_transformer_blocks: FluxSingleTransformerBlock);

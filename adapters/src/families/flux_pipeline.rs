@@ -9,7 +9,6 @@ use crate::components::patchify::{image_ids, text_ids};
 use crate::registry::FamilyModel;
 use crate::sample::{synthetic_pooled, synthetic_text};
 
-
 /// Conditioning tensor names Flux's `predict` reads.
 pub mod names {
     /// `(B, T, joint_attention_dim)` text embeddings (T5 in FLUX.1).

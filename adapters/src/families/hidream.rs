@@ -308,21 +308,6 @@ impl HiDreamImageTransformer2DModel {
         })
     }
 
-    /// The config.
-    pub fn config(&self) -> &Config {
-        &self.cfg
-    }
-
-    /// The double-stream blocks (each wraps a [`HiDreamImageTransformerBlock`] in `.0`).
-    pub fn double_stream_blocks(&self) -> &BlockList<HiDreamDoubleBlock> {
-        &self.double_stream_blocks
-    }
-
-    /// The single-stream blocks (each wraps a [`HiDreamImageSingleTransformerBlock`] in `.0`).
-    pub fn single_stream_blocks(&self) -> &BlockList<HiDreamSingleBlock> {
-        &self.single_stream_blocks
-    }
-
     /// The rotary table of `[img (padded), txt]`: image ids `(0, row, col)` (zeros for padding),
     /// text ids zero.
     pub fn rotary(
@@ -477,3 +462,5 @@ crate::family_model!(
     config = Config,
     sample = crate::sample::SampleShape
 );
+
+super::model_accessors!(HiDreamImageTransformer2DModel, double_stream_blocks: HiDreamDoubleBlock, single_stream_blocks: HiDreamSingleBlock);

@@ -8,9 +8,13 @@
 use candle_core::{IndexOp, Result, Tensor};
 use candle_nn::VarBuilder;
 
-use crate::blocks::joint::{ClipF16, DualStreamJointBlock, JointBlockConfig, JointBlockNames, JointModulation};
+use crate::blocks::joint::{
+    ClipF16, DualStreamJointBlock, JointBlockConfig, JointBlockNames, JointModulation,
+};
 use crate::blocks::stream::{SelfAttentionStreamBlock, StreamHalf};
-use crate::components::attention::{Attention, AttentionConfig, AttentionExtras, AttentionNames, JointOrder, QkNorm};
+use crate::components::attention::{
+    Attention, AttentionConfig, AttentionExtras, AttentionNames, JointOrder, QkNorm,
+};
 use crate::components::ffn::{FfnKind, SplitGluNames, swiglu_width};
 use crate::components::modulation::ModSource;
 use crate::components::rope::RotaryEmbedding;
@@ -129,8 +133,7 @@ impl HiDreamImageSingleTransformerBlock {
             key_scale: hidden_states_masks,
             ..AttentionExtras::default()
         };
-        self.inner
-            .forward(hidden_states, temb, image_rotary_emb, extras)
+        self.inner.forward(hidden_states, temb, image_rotary_emb, extras)
     }
 }
 

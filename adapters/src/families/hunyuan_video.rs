@@ -378,21 +378,6 @@ impl HunyuanVideoTransformer3DModel {
         })
     }
 
-    /// The config.
-    pub fn config(&self) -> &Config {
-        &self.cfg
-    }
-
-    /// The dual-stream blocks.
-    pub fn transformer_blocks(&self) -> &BlockList<HunyuanVideoTransformerBlock> {
-        &self.transformer_blocks
-    }
-
-    /// The single-stream blocks.
-    pub fn single_transformer_blocks(&self) -> &BlockList<HunyuanVideoSingleTransformerBlock> {
-        &self.single_transformer_blocks
-    }
-
     /// The text refiner (`context_embedder`).
     pub fn context_embedder(&self) -> &HunyuanVideoTokenRefiner {
         &self.context_embedder
@@ -534,3 +519,5 @@ crate::family_model!(
         text_len: 8,
     }
 );
+
+super::model_accessors!(HunyuanVideoTransformer3DModel, transformer_blocks: HunyuanVideoTransformerBlock, single_transformer_blocks: HunyuanVideoSingleTransformerBlock);

@@ -14,8 +14,6 @@ use candle_core::{D, DType, Module, Result, Tensor};
 use candle_nn::{Linear, VarBuilder};
 use serde::{Deserialize, Serialize};
 
-use crate::sample::VideoSampleShape;
-use crate::sample::additive;
 use crate::blocks::joint::{
     ClipF16, ContextPreOnly, DualStreamJointBlock, JointBlockConfig, JointBlockNames, JointModulation,
 };
@@ -24,10 +22,12 @@ use crate::components::attention::{AttentionExtras, JointOrder, QkNorm, scaled_d
 use crate::components::embeddings::{Mlp2, Timesteps};
 use crate::components::ffn::{Activation, FfnKind};
 use crate::components::linear;
-use crate::components::rope::RotaryEmbedding;
 use crate::components::modulation::AdaLayerNormContinuous;
 use crate::components::norm::NormKind;
+use crate::components::rope::RotaryEmbedding;
 use crate::loader::DiffusersConfig;
+use crate::sample::VideoSampleShape;
+use crate::sample::additive;
 
 /// The diffusers config of `MochiTransformer3DModel`; defaults are diffusers' constructor
 /// defaults (= `genmo/mochi-1-preview`).
@@ -169,7 +169,8 @@ impl MochiRotary {
     /// The per-head table of the joint `[img, txt]` sequence: the text rows are not rotated.
     pub fn joint(&self, text_len: usize) -> Result<RotaryEmbedding> {
         let heads_first = |t: &Tensor| t.permute((1, 0, 2));
-        RotaryEmbedding::per_head(heads_first(&self.cos)?, heads_first(&self.sin)?)?.with_identity_rows(text_len)
+        RotaryEmbedding::per_head(heads_first(&self.cos)?, heads_first(&self.sin)?)?
+            .with_identity_rows(text_len)
     }
 }
 
@@ -257,7 +258,10 @@ impl MochiTransformerBlock {
         let keep = match encoder_attention_mask {
             Some(m) => {
                 let m = m.to_dtype(DType::F32)?.ne(0f32)?.to_dtype(DType::F32)?;
-                Some(Tensor::cat(&[Tensor::ones((b, s), DType::F32, m.device())?, m], 1)?)
+                Some(Tensor::cat(
+                    &[Tensor::ones((b, s), DType::F32, m.device())?, m],
+                    1,
+                )?)
             }
             None => None,
         };
@@ -402,16 +406,6 @@ impl MochiTransformer3DModel {
         })
     }
 
-    /// The config.
-    pub fn config(&self) -> &Config {
-        &self.cfg
-    }
-
-    /// The blocks.
-    pub fn transformer_blocks(&self) -> &BlockList<MochiTransformerBlock> {
-        &self.transformer_blocks
-    }
-
     /// `(temb, caption)`: the timestep embedding plus the attention-pooled caption, and the
     /// caption projected to the text-stream width (`MochiCombinedTimestepCaptionEmbedding`).
     pub fn time_embed(&self, timestep: &Tensor, text: &Tensor, keep: &Tensor) -> Result<(Tensor, Tensor)> {
@@ -511,3 +505,5 @@ crate::family_model!(
         text_len: 8,
     }
 );
+
+super::model_accessors!(MochiTransformer3DModel, transformer_blocks: MochiTransformerBlock);

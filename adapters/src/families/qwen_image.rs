@@ -405,16 +405,6 @@ impl QwenImageTransformer2DModel {
         })
     }
 
-    /// The config.
-    pub fn config(&self) -> &Config {
-        &self.cfg
-    }
-
-    /// The dual-stream blocks.
-    pub fn transformer_blocks(&self) -> &BlockList<QwenImageTransformerBlock> {
-        &self.transformer_blocks
-    }
-
     /// The `(image, text)` rotary tables (`pos_embed`) for `img_shapes` and `text_len` tokens.
     pub fn rotary_embeddings(
         &self,
@@ -504,3 +494,5 @@ impl StaticBlockLists for QwenImageTransformer2DModel {
 }
 
 crate::family_model!(QwenImageTransformer2DModel, config = Config, sample = SampleShape);
+
+super::model_accessors!(QwenImageTransformer2DModel, transformer_blocks: QwenImageTransformerBlock);

@@ -380,16 +380,6 @@ impl SD3Transformer2DModel {
         })
     }
 
-    /// The config.
-    pub fn config(&self) -> &Config {
-        &self.cfg
-    }
-
-    /// The joint blocks.
-    pub fn transformer_blocks(&self) -> &BlockList<JointTransformerBlock> {
-        &self.transformer_blocks
-    }
-
     /// `temb` from `timestep` `(B,)` (scheduler scale, 0..1000) and the pooled text embedding.
     pub fn conditioning(&self, timestep: &Tensor, pooled_projections: &Tensor) -> Result<Tensor> {
         self.time_text_embed.forward(
@@ -481,3 +471,5 @@ crate::family_model!(
     sample = (usize, usize, usize),
     tiny_sample = (8, 8, 16)
 );
+
+super::model_accessors!(SD3Transformer2DModel, transformer_blocks: JointTransformerBlock);

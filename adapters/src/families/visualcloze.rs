@@ -14,8 +14,8 @@ use candle_core::{DType, Device, Result, Tensor};
 use super::ListLayout;
 use super::flux::{self, FluxTransformer2DModel};
 use super::flux_pipeline::names as flux_names;
-use crate::sample::SampleShape;
 use crate::components::patchify::{image_ids, text_ids};
+use crate::sample::SampleShape;
 use crate::sample::{synthetic_pooled, synthetic_text};
 
 /// The transformer config (diffusers' `FluxTransformer2DModel` config).

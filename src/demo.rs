@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use cachedit_adapters::FamilyModel;
 use cachedit_adapters::demo::{self as trained, DemoClass};
 use cachedit_adapters::families::flux::{Config, FluxTransformer2DModel};
-use cachedit_adapters::families::flux_pipeline::SampleShape;
 use cachedit_adapters::init::SeededBackend;
+use cachedit_adapters::sample::SampleShape;
 use cachedit_runtime::{
     CacheOptions, CacheStats, CallRecord, Conditioning, DenoiseOptions, Denoiser, DynamicShift,
     FlowMatchEuler, denoise, disable_cache, enable_cache_with_options, seeded_normal, set_tracing, summary,

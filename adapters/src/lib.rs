@@ -11,6 +11,7 @@
 //! - [`loader`]: diffusers `transformer/` folders (single or sharded safetensors) with typed errors.
 //! - [`init`]: deterministic seeded weights for tests and demos.
 //! - [`registry`]: building a family registered in `registry.yaml` from a `BuildRequest`.
+//! - [`sample`]: generation sizes and helpers the families share (synthetic inputs, masks).
 
 pub mod blocks;
 pub mod components;
@@ -19,6 +20,7 @@ pub mod families;
 pub mod init;
 pub mod loader;
 pub mod registry;
+pub mod sample;
 
 // Generated registrations name this crate `::cachedit_adapters`, which then also works inside it.
 extern crate self as cachedit_adapters;

@@ -5,7 +5,7 @@
 mod harness;
 
 use cachedit_adapters::families::hunyuan_video::{HunyuanVideoTransformer3DModel, joint_rotary};
-use cachedit_adapters::families::hunyuan_video_refiner::additive;
+use cachedit_adapters::sample::additive;
 use harness::prelude::*;
 
 type Model = HunyuanVideoTransformer3DModel;

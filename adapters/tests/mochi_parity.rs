@@ -6,7 +6,7 @@
 mod harness;
 
 use cachedit_adapters::families::mochi::MochiTransformer3DModel;
-use cachedit_adapters::families::mochi_blocks::MochiRotary;
+use cachedit_adapters::families::mochi::MochiRotary;
 use harness::prelude::*;
 
 type Model = MochiTransformer3DModel;

@@ -5,11 +5,14 @@
 //! - [`single`]: Design S, the parallel single-stream block.
 //! - [`sequential`]: Design D, the sequential block (self-attention, optional cross-attention, FFN).
 //! - [`shared_joint`]: Design X, shared-weight joint attention with expert adaLN.
+//! - [`stream`]: one stream of a block (norm, modulation, residual style, FFN), shared by J and
+//!   the single-stream sequential blocks of AuraFlow and HiDream.
 
 pub mod joint;
 pub mod sequential;
 pub mod shared_joint;
 pub mod single;
+pub mod stream;
 
 use candle_core::{DType, Result, Tensor};
 

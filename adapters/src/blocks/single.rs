@@ -1,8 +1,9 @@
 //! Design S: the parallel single-stream block. `x = adaLN3(LN(seq))`; `attn(x)` (no output
 //! projection) ‖ `act(proj_mlp(x))`; `seq += gate · proj_out(cat(attn, mlp))`.
 //!
-//! Families: Flux, VisualCloze, Bria, Chroma (External 3-slice modulation, pre-concatenated
-//! input), HunyuanVideo (`[img, txt]`, rotary on the image part, joint padding mask).
+//! Families: Flux, VisualCloze, Bria, Chroma (external 3-vector modulation, pre-concatenated
+//! input, pairwise mask), HunyuanVideo (`[img, txt]`, rotary on the image part, joint padding
+//! mask).
 
 use candle_core::{D, Module, Result, Tensor};
 use candle_nn::{Linear, VarBuilder};
@@ -10,7 +11,8 @@ use candle_nn::{Linear, VarBuilder};
 use crate::components::attention::{Attention, AttentionConfig, JointOrder, QkNorm};
 use crate::components::ffn::Activation;
 use crate::components::linear;
-use crate::components::modulation::{AdaLayerNormZeroSingle, gated_residual};
+use crate::components::modulation::{ModLayout, ModSource, gated_residual, modulate};
+use crate::components::norm::Norm;
 use crate::components::rope::RotaryEmbedding;
 
 /// The knobs of a parallel single-stream block.
@@ -32,6 +34,9 @@ pub struct SingleBlockConfig {
     pub mlp_activation: Activation,
     /// Where the text tokens go when the block concatenates the streams itself.
     pub concat_order: JointOrder,
+    /// The modulation: an adaLN-zero-single Linear `norm.linear` (true), or `temb` is the
+    /// `(B, 3, D)` stack `shift, scale, gate` handed in by the model (false: Chroma).
+    pub ada_ln: bool,
 }
 
 impl SingleBlockConfig {
@@ -49,6 +54,7 @@ impl SingleBlockConfig {
             mlp_hidden: 4 * dim,
             mlp_activation: Activation::GeluTanh,
             concat_order: JointOrder::TextFirst,
+            ada_ln: true,
         }
     }
 }
@@ -57,7 +63,8 @@ impl SingleBlockConfig {
 /// `proj_mlp`, `attn` (`to_q/k/v`, `norm_q/k`), `proj_out`.
 #[derive(Debug, Clone)]
 pub struct ParallelSingleStreamBlock {
-    norm: AdaLayerNormZeroSingle,
+    modulation: ModSource,
+    norm: Norm,
     proj_mlp: Linear,
     mlp_activation: Activation,
     attn: Attention,
@@ -74,7 +81,12 @@ impl ParallelSingleStreamBlock {
             ..AttentionConfig::flux(d, cfg.heads, cfg.head_dim, false, true, 1e-6)
         };
         Ok(Self {
-            norm: AdaLayerNormZeroSingle::new(d, d, true, cfg.norm_eps, vb.pp("norm"))?,
+            modulation: if cfg.ada_ln {
+                ModSource::linear(d, ModLayout::Single3.len(), d, true, vb.pp("norm").pp("linear"))?
+            } else {
+                ModSource::Vectors
+            },
+            norm: Norm::layer_norm_no_affine(d, cfg.norm_eps, vb.dtype(), vb.device())?,
             proj_mlp: linear(d, cfg.mlp_hidden, true, vb.pp("proj_mlp"))?,
             mlp_activation: cfg.mlp_activation,
             attn: Attention::new(attn_cfg, vb.pp("attn"))?,
@@ -96,7 +108,9 @@ impl ParallelSingleStreamBlock {
         rotary: Option<&RotaryEmbedding>,
         mask: Option<&Tensor>,
     ) -> Result<Tensor> {
-        let (norm_x, gate) = self.norm.forward(x, temb)?;
+        let [shift, scale, gate] = <[Tensor; 3]>::try_from(self.modulation.vectors(temb, 3)?)
+            .map_err(|_| candle_core::Error::msg("single block: expected 3 modulation vectors"))?;
+        let norm_x = modulate(&self.norm.forward(x)?, &shift, &scale)?;
         let mlp = self.mlp_activation.apply(&self.proj_mlp.forward(&norm_x)?)?;
         let (attn, _) = self.attn.forward(&norm_x, None, rotary, mask)?;
         let y = self.proj_out.forward(&Tensor::cat(&[&attn, &mlp], D::Minus1)?)?;

@@ -1,6 +1,7 @@
-//! Attention with the knobs of families.md §4: separate or fused q/k/v projections, biases,
-//! per-head q/k norms (RMS or LayerNorm), rotary tables, an optional additive mask, and joint
-//! text+image attention through the "added" (context) projections.
+//! Attention with the knobs of families.md §4: separate or fused q/k/v projections under
+//! diffusers' or HiDream's names, biases, q/k norms (per head, or across heads), rotary tables,
+//! an optional additive mask, key scaling and query-row masking, and joint text+image attention
+//! through the "added" (context) projections.
 
 use candle_core::{D, DType, Module, Result, Tensor};
 use candle_nn::{Linear, VarBuilder};
@@ -34,6 +35,12 @@ pub enum QkNorm {
         /// Epsilon.
         eps: f64,
     },
+    /// An affine RMSNorm across heads (over `heads × head_dim`), applied before the split into
+    /// heads (HiDream's `q_rms_norm`).
+    RmsAcrossHeads {
+        /// Epsilon.
+        eps: f64,
+    },
 }
 
 impl QkNorm {
@@ -42,6 +49,7 @@ impl QkNorm {
     pub(crate) fn build(self, head_dim: usize, vb: VarBuilder) -> Result<Option<Norm>> {
         let kind = match self {
             Self::None => return Ok(None),
+            Self::RmsAcrossHeads { eps } => (NormKind::RmsNorm { affine: true }, eps),
             Self::RmsNorm { eps, affine } => (NormKind::RmsNorm { affine }, eps),
             Self::LayerNorm { eps, affine } => (NormKind::LayerNorm { affine, bias: affine }, eps),
             Self::Fp32LayerNorm { eps } => {
@@ -62,6 +70,68 @@ pub enum JointOrder {
     TextFirst,
     /// `[img, txt]`: SD3, HunyuanVideo, HiDream, Mochi.
     ImageFirst,
+}
+
+/// Where an attention layer's parameters live in the checkpoint (image stream, then the text
+/// stream's "added" projections).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttentionNames {
+    /// `to_q`, `to_k`, `to_v`, fused `to_qkv`, output `to_out.0`, q/k norms.
+    pub image: StreamNames,
+    /// `add_q_proj`, `add_k_proj`, `add_v_proj`, fused `to_added_qkv`, output `to_add_out`,
+    /// q/k norms `norm_added_q`, `norm_added_k`.
+    pub context: StreamNames,
+}
+
+/// The parameter names of one stream's projections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamNames {
+    /// Separate q, k, v projections and the fused one.
+    pub qkv: [&'static str; 4],
+    /// Output projection.
+    pub out: &'static str,
+    /// q and k norms.
+    pub norm_qk: [&'static str; 2],
+}
+
+impl AttentionNames {
+    /// diffusers' `Attention` / `FluxAttention` names.
+    pub const DIFFUSERS: Self = Self {
+        image: StreamNames {
+            qkv: ["to_q", "to_k", "to_v", "to_qkv"],
+            out: "to_out.0",
+            norm_qk: ["norm_q", "norm_k"],
+        },
+        context: StreamNames {
+            qkv: ["add_q_proj", "add_k_proj", "add_v_proj", "to_added_qkv"],
+            out: "to_add_out",
+            norm_qk: ["norm_added_q", "norm_added_k"],
+        },
+    };
+
+    /// `HiDreamAttention`: `to_q`, …, `to_out`, `q_rms_norm`, and the text stream's `*_t`.
+    pub const HIDREAM: Self = Self {
+        image: StreamNames {
+            qkv: ["to_q", "to_k", "to_v", "to_qkv"],
+            out: "to_out",
+            norm_qk: ["q_rms_norm", "k_rms_norm"],
+        },
+        context: StreamNames {
+            qkv: ["to_q_t", "to_k_t", "to_v_t", "to_qkv_t"],
+            out: "to_out_t",
+            norm_qk: ["q_rms_norm_t", "k_rms_norm_t"],
+        },
+    };
+}
+
+/// Per-call inputs of an attention layer besides the streams, rotary table and additive mask.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AttentionExtras<'a> {
+    /// `(B, S)` factors multiplying the image stream's keys (HiDream's `hidden_states_masks`).
+    pub key_scale: Option<&'a Tensor>,
+    /// `(B, S_joint)` factors multiplying the attention output rows before the output
+    /// projections (Mochi: padded text tokens attend to nothing, their output is zero).
+    pub row_keep: Option<&'a Tensor>,
 }
 
 /// The shape and layout of an attention layer.
@@ -91,6 +161,8 @@ pub struct AttentionConfig {
     pub fused_qkv: bool,
     /// Order of the joint sequence.
     pub joint_order: JointOrder,
+    /// Parameter names.
+    pub names: AttentionNames,
 }
 
 impl AttentionConfig {
@@ -109,6 +181,7 @@ impl AttentionConfig {
             context_pre_only: false,
             fused_qkv: false,
             joint_order: JointOrder::TextFirst,
+            names: AttentionNames::DIFFUSERS,
         }
     }
 
@@ -130,7 +203,7 @@ impl Qkv {
         in_dim: usize,
         inner: usize,
         bias: bool,
-        names: [&str; 4],
+        names: [&'static str; 4],
         vb: &VarBuilder,
     ) -> Result<Self> {
         if fused {
@@ -165,22 +238,48 @@ struct StreamProj {
     qkv: Qkv,
     norm_q: Option<Norm>,
     norm_k: Option<Norm>,
+    /// The norms run over the whole width before the split into heads.
+    across_heads: bool,
 }
 
 impl StreamProj {
+    fn new(
+        cfg: &AttentionConfig,
+        in_dim: usize,
+        bias: bool,
+        names: StreamNames,
+        vb: &VarBuilder,
+    ) -> Result<Self> {
+        let inner = cfg.inner_dim();
+        let across_heads = matches!(cfg.qk_norm, QkNorm::RmsAcrossHeads { .. });
+        let width = if across_heads { inner } else { cfg.head_dim };
+        let norm = |name| cfg.qk_norm.build(width, vb.pp(name));
+        Ok(Self {
+            qkv: Qkv::new(cfg.fused_qkv, in_dim, inner, bias, names.qkv, vb)?,
+            norm_q: norm(names.norm_qk[0])?,
+            norm_k: norm(names.norm_qk[1])?,
+            across_heads,
+        })
+    }
+
     /// `(q, k, v)` as `(B, S, H, D)`, q and k normalised.
     fn forward(&self, x: &Tensor, heads: usize, head_dim: usize) -> Result<(Tensor, Tensor, Tensor)> {
         let (b, s, _) = x.dims3()?;
-        let (q, k, v) = self.qkv.project(x)?;
+        let (mut q, mut k, v) = self.qkv.project(x)?;
         let split = |t: Tensor| t.reshape((b, s, heads, head_dim));
-        let (mut q, mut k, v) = (split(q)?, split(k)?, split(v)?);
+        if !self.across_heads {
+            (q, k) = (split(q)?, split(k)?);
+        }
         if let Some(n) = &self.norm_q {
             q = n.forward(&q)?;
         }
         if let Some(n) = &self.norm_k {
             k = n.forward(&k)?;
         }
-        Ok((q, k, v))
+        if self.across_heads {
+            (q, k) = (split(q)?, split(k)?);
+        }
+        Ok((q, k, split(v)?))
     }
 }
 
@@ -197,42 +296,31 @@ pub struct Attention {
 impl Attention {
     /// Loads the layer from `vb` with diffusers' names.
     pub fn new(cfg: AttentionConfig, vb: VarBuilder) -> Result<Self> {
-        let inner = cfg.inner_dim();
-        let image = StreamProj {
-            qkv: Qkv::new(
-                cfg.fused_qkv,
-                cfg.query_dim,
-                inner,
-                cfg.bias,
-                ["to_q", "to_k", "to_v", "to_qkv"],
-                &vb,
-            )?,
-            norm_q: cfg.qk_norm.build(cfg.head_dim, vb.pp("norm_q"))?,
-            norm_k: cfg.qk_norm.build(cfg.head_dim, vb.pp("norm_k"))?,
-        };
+        let (inner, names) = (cfg.inner_dim(), cfg.names);
+        let image = StreamProj::new(&cfg, cfg.query_dim, cfg.bias, names.image, &vb)?;
         let context = match cfg.added_kv_proj_dim {
-            Some(dim) => Some(StreamProj {
-                qkv: Qkv::new(
-                    cfg.fused_qkv,
-                    dim,
-                    inner,
-                    cfg.added_proj_bias,
-                    ["add_q_proj", "add_k_proj", "add_v_proj", "to_added_qkv"],
-                    &vb,
-                )?,
-                norm_q: cfg.qk_norm.build(cfg.head_dim, vb.pp("norm_added_q"))?,
-                norm_k: cfg.qk_norm.build(cfg.head_dim, vb.pp("norm_added_k"))?,
-            }),
+            Some(dim) => Some(StreamProj::new(
+                &cfg,
+                dim,
+                cfg.added_proj_bias,
+                names.context,
+                &vb,
+            )?),
             None => None,
         };
         let to_out = if cfg.pre_only {
             None
         } else {
-            Some(linear(inner, cfg.query_dim, cfg.out_bias, vb.pp("to_out.0"))?)
+            Some(linear(
+                inner,
+                cfg.query_dim,
+                cfg.out_bias,
+                vb.pp(names.image.out),
+            )?)
         };
         let to_add_out = match cfg.added_kv_proj_dim {
             Some(dim) if !cfg.context_pre_only => {
-                Some(linear(inner, dim, cfg.out_bias, vb.pp("to_add_out"))?)
+                Some(linear(inner, dim, cfg.out_bias, vb.pp(names.context.out))?)
             }
             _ => None,
         };
@@ -262,8 +350,27 @@ impl Attention {
         rotary: Option<&RotaryEmbedding>,
         mask: Option<&Tensor>,
     ) -> Result<(Tensor, Option<Tensor>)> {
+        self.forward_with(hidden, encoder, rotary, mask, AttentionExtras::default())
+    }
+
+    /// [`forward`](Self::forward) with the [`AttentionExtras`] some families need.
+    pub fn forward_with(
+        &self,
+        hidden: &Tensor,
+        encoder: Option<&Tensor>,
+        rotary: Option<&RotaryEmbedding>,
+        mask: Option<&Tensor>,
+        extras: AttentionExtras,
+    ) -> Result<(Tensor, Option<Tensor>)> {
         let (h, d) = (self.cfg.heads, self.cfg.head_dim);
         let (q, k, v) = self.image.forward(hidden, h, d)?;
+        let k = match extras.key_scale {
+            Some(m) => {
+                let (b, s) = m.dims2()?;
+                k.broadcast_mul(&m.to_dtype(k.dtype())?.reshape((b, s, 1, 1))?)?
+            }
+            None => k,
+        };
         let joint = match (encoder, &self.context) {
             (Some(e), Some(ctx)) => Some((e.dim(1)?, ctx.forward(e, h, d)?)),
             (Some(_), None) => candle_core::bail!("attention has no added projections for an encoder stream"),
@@ -289,7 +396,10 @@ impl Attention {
         }
         let out = scaled_dot_product_attention(&q, &k, &v, mask, 1.0 / (d as f64).sqrt())?;
         let (b, _, s, _) = out.dims4()?;
-        let out = out.transpose(1, 2)?.reshape((b, s, h * d))?;
+        let mut out = out.transpose(1, 2)?.reshape((b, s, h * d))?;
+        if let Some(keep) = extras.row_keep {
+            out = out.broadcast_mul(&keep.to_dtype(out.dtype())?.unsqueeze(2)?)?;
+        }
         if encoder.is_none() {
             return match &self.to_out {
                 Some(p) => Ok((p.forward(&out)?, None)),

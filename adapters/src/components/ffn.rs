@@ -1,8 +1,9 @@
 //! Feed-forward networks. diffusers' `FeedForward` (`net.0.proj` in-projection, `net.2`
-//! out-projection) with its activations; other naming schemes (`w1/w2/w3`, `linear_1/2/3`,
-//! `gate_up_proj/down_proj`) and MoE are further constructors over the same forward.
+//! out-projection) with its activations; LLaMA-style SwiGLU with separate projections under
+//! AuraFlow's and HiDream's names ([`SplitGlu`]); HiDream's mixture of experts ([`MoeSwiGlu`]);
+//! and [`FfnKind`]/[`Ffn`], the FFN knob of the block designs.
 
-use candle_core::{CpuStorage, CustomOp1, DType, Layout, Module, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp1, D, DType, Layout, Module, Result, Shape, Tensor};
 use candle_nn::{Linear, VarBuilder};
 
 use super::{differentiable_ops, linear};
@@ -202,6 +203,166 @@ impl Module for FeedForward {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let h = self.activation.apply(&self.proj_in.forward(x)?)?;
         self.proj_out.forward(&h)
+    }
+}
+
+/// diffusers' `MOEFeedForwardSwiGLU` at inference (HiDream's image FFN): softmax gate, top-k
+/// experts weighted by their (unnormalised) scores, plus a shared expert of half the width.
+/// Only the routed tokens run through each expert.
+#[derive(Debug, Clone)]
+pub struct MoeSwiGlu {
+    gate: Tensor,
+    experts: Vec<SplitGlu>,
+    shared_experts: SplitGlu,
+    top_k: usize,
+}
+
+impl MoeSwiGlu {
+    /// `routed` experts of nominal hidden width `hidden` (`gate`, `experts.{e}`,
+    /// `shared_experts`, each `w1/w2/w3` without bias), `top_k` per token.
+    pub fn new(dim: usize, hidden: usize, routed: usize, top_k: usize, vb: VarBuilder) -> Result<Self> {
+        let expert = |h: usize, vb: VarBuilder| {
+            let inner = swiglu_width(h, 256);
+            SplitGlu::new(
+                dim,
+                dim,
+                inner,
+                Activation::SwiGlu,
+                false,
+                SplitGluNames::HIDREAM,
+                vb,
+            )
+        };
+        Ok(Self {
+            gate: vb.pp("gate").get((routed, dim), "weight")?,
+            experts: (0..routed)
+                .map(|e| expert(hidden, vb.pp("experts").pp(e)))
+                .collect::<Result<_>>()?,
+            shared_experts: expert(hidden / 2, vb.pp("shared_experts"))?,
+            top_k,
+        })
+    }
+}
+
+impl Module for MoeSwiGlu {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let shape = x.shape().clone();
+        let d = x.dim(D::Minus1)?;
+        let flat = x.reshape(((), d))?;
+        let scores = candle_nn::ops::softmax_last_dim(&flat.matmul(&self.gate.t()?)?)?;
+        let rows = scores.to_dtype(DType::F32)?.to_vec2::<f32>()?;
+        // per expert: (token, weight) of the tokens routed to it
+        let mut routed = vec![(Vec::<u32>::new(), Vec::<f32>::new()); self.experts.len()];
+        for (t, row) in rows.iter().enumerate() {
+            let mut order: Vec<usize> = (0..row.len()).collect();
+            order.sort_by(|&a, &b| row[b].total_cmp(&row[a]));
+            for &e in order.iter().take(self.top_k) {
+                routed[e].0.push(t as u32);
+                routed[e].1.push(row[e]);
+            }
+        }
+        let mut y = flat.zeros_like()?;
+        for (expert, (tokens, weights)) in self.experts.iter().zip(routed) {
+            if tokens.is_empty() {
+                continue;
+            }
+            let n = tokens.len();
+            let idx = Tensor::from_vec(tokens, n, x.device())?;
+            let w = Tensor::from_vec(weights, (n, 1), x.device())?.to_dtype(x.dtype())?;
+            let out = expert.forward(&flat.index_select(&idx, 0)?)?.broadcast_mul(&w)?;
+            y = y.index_add(&idx, &out, 0)?;
+        }
+        (y + self.shared_experts.forward(&flat)?)?.reshape(shape)
+    }
+}
+
+/// Which feed-forward network a block stream uses, and its width.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FfnKind {
+    /// diffusers' `FeedForward` (`net.0.proj`, `net.2`).
+    FeedForward {
+        /// Activation.
+        activation: Activation,
+        /// Inner width (doubled in the in-projection for gated activations).
+        inner: usize,
+        /// Biases of both Linears.
+        bias: bool,
+    },
+    /// A SwiGLU with separate gate/value projections ([`SplitGlu`]), no biases.
+    SplitGlu {
+        /// Where its Linears live.
+        names: SplitGluNames,
+        /// Inner width.
+        inner: usize,
+    },
+    /// HiDream's MoE ([`MoeSwiGlu`]) of nominal hidden width `hidden`, or a plain SwiGLU of
+    /// that width (`w1/w2/w3`) when `routed` is 0.
+    Moe {
+        /// Nominal hidden width of an expert.
+        hidden: usize,
+        /// Routed experts.
+        routed: usize,
+        /// Experts per token.
+        top_k: usize,
+    },
+}
+
+/// A block's feed-forward network, built from an [`FfnKind`].
+#[derive(Debug, Clone)]
+pub enum Ffn {
+    /// diffusers' `FeedForward`.
+    FeedForward(FeedForward),
+    /// A SwiGLU with separate projections.
+    Split(SplitGlu),
+    /// A mixture of experts.
+    Moe(MoeSwiGlu),
+}
+
+impl Ffn {
+    /// `dim → dim` FFN of `kind`, loaded from `vb`.
+    pub fn new(kind: FfnKind, dim: usize, vb: VarBuilder) -> Result<Self> {
+        Ok(match kind {
+            FfnKind::FeedForward {
+                activation,
+                inner,
+                bias,
+            } => Self::FeedForward(FeedForward::new(dim, dim, inner, activation, bias, vb)?),
+            FfnKind::SplitGlu { names, inner } => Self::Split(SplitGlu::new(
+                dim,
+                dim,
+                inner,
+                Activation::SwiGlu,
+                false,
+                names,
+                vb,
+            )?),
+            FfnKind::Moe {
+                hidden, routed: 0, ..
+            } => Self::Split(SplitGlu::new(
+                dim,
+                dim,
+                swiglu_width(hidden, 256),
+                Activation::SwiGlu,
+                false,
+                SplitGluNames::HIDREAM,
+                vb,
+            )?),
+            FfnKind::Moe {
+                hidden,
+                routed,
+                top_k,
+            } => Self::Moe(MoeSwiGlu::new(dim, hidden, routed, top_k, vb)?),
+        })
+    }
+}
+
+impl Module for Ffn {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            Self::FeedForward(f) => f.forward(x),
+            Self::Split(f) => f.forward(x),
+            Self::Moe(f) => f.forward(x),
+        }
     }
 }
 

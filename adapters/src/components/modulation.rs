@@ -1,8 +1,11 @@
 //! adaLN modulation providers: `AdaLayerNormZero` (6 chunks), `AdaLayerNormZeroSingle` (3),
 //! `AdaLayerNormContinuous` (final norm, `scale, shift`), and the `modulate` helper.
 //!
-//! Other providers of families.md §4 (Joint12, Expert6, TablePlusTemb, RmsZero4, External
-//! slices) plug in next to these; blocks take the modulated input and gates, not the provider.
+//! The block designs take their vectors from a [`ModSource`] (a Linear on `SiLU(temb)`, or
+//! vectors handed in by the model: Chroma) read in a [`ModLayout`] (adaLN-zero's 6 chunks,
+//! MMDiT-X's 9, Mochi's shift-less 4, a last block's continuous `scale, shift`, …): one source
+//! per stream (Flux, SD3, AuraFlow, Mochi) or one for both streams (HiDream's Joint12,
+//! Chroma's external slices).
 
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{Linear, VarBuilder};
@@ -23,6 +26,146 @@ pub fn gated_residual(x: &Tensor, gate: &Tensor, y: &Tensor) -> Result<Tensor> {
 
 fn chunks(emb: &Tensor, n: usize) -> Result<Vec<Tensor>> {
     emb.chunk(n, 1)
+}
+
+/// Where a block's modulation vectors come from.
+#[derive(Debug, Clone)]
+pub enum ModSource {
+    /// `linear(SiLU(temb))` chunked along the channels (diffusers' adaLN Linears).
+    Linear(Linear),
+    /// `temb` is already the stack of vectors `(B, n, D)` (Chroma's approximator output).
+    Vectors,
+}
+
+impl ModSource {
+    /// A Linear `cond_dim → n · width` loaded from `vb`.
+    pub fn linear(cond_dim: usize, n: usize, width: usize, bias: bool, vb: VarBuilder) -> Result<Self> {
+        Ok(Self::Linear(linear(cond_dim, n * width, bias, vb)?))
+    }
+
+    /// The `n` vectors `(B, D)` of this source for `temb`.
+    pub fn vectors(&self, temb: &Tensor, n: usize) -> Result<Vec<Tensor>> {
+        match self {
+            Self::Linear(l) => chunks(&l.forward(&candle_nn::ops::silu(temb)?)?, n),
+            Self::Vectors => {
+                if temb.rank() != 3 || temb.dim(1)? < n {
+                    candle_core::bail!(
+                        "external modulation: expected (B, >= {n}, D) vectors, got {:?}",
+                        temb.shape()
+                    );
+                }
+                (0..n).map(|i| temb.narrow(1, i, 1)?.squeeze(1)).collect()
+            }
+        }
+    }
+}
+
+/// One modulated sub-layer: `norm(x) · (1 + scale) + shift` feeds it and `gate` weighs its
+/// output; a shift-less or gate-less provider leaves them out.
+#[derive(Debug, Clone)]
+pub struct ModSet {
+    /// Shift of the input (none: Mochi).
+    pub shift: Option<Tensor>,
+    /// Scale of the input.
+    pub scale: Tensor,
+    /// Gate of the output (none: a `context_pre_only` stream).
+    pub gate: Option<Tensor>,
+}
+
+/// The modulation of one stream in one block.
+#[derive(Debug, Clone)]
+pub struct StreamMod {
+    /// The attention sub-layer.
+    pub attn: ModSet,
+    /// The FFN sub-layer (none: a `context_pre_only` stream).
+    pub mlp: Option<ModSet>,
+    /// The second, image-only attention of MMDiT-X blocks.
+    pub attn2: Option<ModSet>,
+}
+
+/// The order of a provider's vectors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModLayout {
+    /// adaLN-zero: `shift, scale, gate` for attention, then for the MLP.
+    Zero6,
+    /// `SD35AdaLayerNormZeroX`: [`Zero6`](Self::Zero6), then `shift, scale, gate` of `attn2`.
+    ZeroX9,
+    /// `AdaLayerNormContinuous` (an SD3 last block's text stream): `scale, shift`, no gate.
+    Continuous,
+    /// `MochiRMSNormZero`: `scale, gate` for attention, then for the MLP (no shifts).
+    RmsZero4,
+    /// `MochiLayerNormContinuous` (a Mochi last block's text stream): `scale` only.
+    ScaleOnly,
+    /// `AdaLayerNormZeroSingle` (and Chroma's 3-vector slice): `shift, scale, gate`.
+    Single3,
+}
+
+impl ModLayout {
+    /// How many vectors the layout reads.
+    pub const fn len(self) -> usize {
+        match self {
+            Self::Zero6 => 6,
+            Self::ZeroX9 => 9,
+            Self::Continuous => 2,
+            Self::RmsZero4 => 4,
+            Self::ScaleOnly => 1,
+            Self::Single3 => 3,
+        }
+    }
+
+    /// Whether the layout reads no vectors (never: every layout has a scale).
+    pub const fn is_empty(self) -> bool {
+        false
+    }
+
+    /// Reads `v` (exactly [`len`](Self::len) vectors) in this layout.
+    pub fn parse(self, v: Vec<Tensor>) -> Result<StreamMod> {
+        if v.len() != self.len() {
+            candle_core::bail!(
+                "{self:?} modulation: expected {} vectors, got {}",
+                self.len(),
+                v.len()
+            );
+        }
+        let mut it = v.into_iter();
+        let mut next = || {
+            it.next()
+                .ok_or_else(|| candle_core::Error::msg("modulation vectors"))
+        };
+        let set = |shift, scale, gate| ModSet { shift, scale, gate };
+        Ok(match self {
+            Self::Zero6 | Self::ZeroX9 | Self::Single3 => {
+                let attn = set(Some(next()?), next()?, Some(next()?));
+                let mlp = match self {
+                    Self::Single3 => None,
+                    _ => Some(set(Some(next()?), next()?, Some(next()?))),
+                };
+                let attn2 = match self {
+                    Self::ZeroX9 => Some(set(Some(next()?), next()?, Some(next()?))),
+                    _ => None,
+                };
+                StreamMod { attn, mlp, attn2 }
+            }
+            Self::Continuous => {
+                let scale = next()?;
+                StreamMod {
+                    attn: set(Some(next()?), scale, None),
+                    mlp: None,
+                    attn2: None,
+                }
+            }
+            Self::RmsZero4 => StreamMod {
+                attn: set(None, next()?, Some(next()?)),
+                mlp: Some(set(None, next()?, Some(next()?))),
+                attn2: None,
+            },
+            Self::ScaleOnly => StreamMod {
+                attn: set(None, next()?, None),
+                mlp: None,
+                attn2: None,
+            },
+        })
+    }
 }
 
 /// The modulation vectors of the second half of an adaLN-zero block.
@@ -85,17 +228,6 @@ impl AdaLayerNormZero {
                 gate_mlp,
             },
         ))
-    }
-}
-
-impl AdaLayerNormZero {
-    /// The same layer with its LayerNorm computed in f32 (`norm_type="fp32_layer_norm"`:
-    /// AuraFlow).
-    pub fn with_f32_norm(self) -> Result<Self> {
-        Ok(Self {
-            norm: self.norm.in_f32()?,
-            ..self
-        })
     }
 }
 

@@ -15,7 +15,8 @@ pub enum RopeStyle {
 
 /// A rotary table over a sequence: `cos`/`sin` `(S, D/2)`, one angle per channel pair (the
 /// diffusers tables repeat each angle twice; this keeps one copy, which is what the fused
-/// kernels read).
+/// kernels read), or `(H, S, D/2)` with one set of angles per head (Mochi's learned
+/// frequencies; see [`per_head`](Self::per_head)).
 #[derive(Debug, Clone)]
 pub struct RotaryEmbedding {
     cos: Tensor,
@@ -40,6 +41,39 @@ impl RotaryEmbedding {
         })
     }
 
+    /// A table with its own angles per head: `cos`/`sin` `(H, S, D/2)`, interleaved pairs.
+    /// It is applied in f32 with basic ops (Candle's fused kernel takes one table for all
+    /// heads), which is also how Mochi rotates.
+    pub fn per_head(cos: Tensor, sin: Tensor) -> Result<Self> {
+        if cos.shape() != sin.shape() || cos.rank() != 3 {
+            candle_core::bail!(
+                "per-head rotary table: cos {:?} and sin {:?} must both be (H, S, D/2)",
+                cos.shape(),
+                sin.shape()
+            );
+        }
+        Ok(Self {
+            cos: cos.contiguous()?,
+            sin: sin.contiguous()?,
+            style: RopeStyle::Interleaved,
+        })
+    }
+
+    /// The same table followed by `n` identity rows (angle 0): a joint `[img, txt]` sequence
+    /// whose text part is not rotated (HunyuanVideo, Mochi).
+    pub fn with_identity_rows(&self, n: usize) -> Result<Self> {
+        let seq_axis = self.cos.rank() - 2;
+        let mut dims = self.cos.dims().to_vec();
+        dims[seq_axis] = n;
+        let ones = Tensor::ones(dims.as_slice(), self.cos.dtype(), self.cos.device())?;
+        let zeros = Tensor::zeros(dims.as_slice(), self.sin.dtype(), self.sin.device())?;
+        Ok(Self {
+            cos: Tensor::cat(&[&self.cos, &ones], seq_axis)?.contiguous()?,
+            sin: Tensor::cat(&[&self.sin, &zeros], seq_axis)?.contiguous()?,
+            style: self.style,
+        })
+    }
+
     /// A table from diffusers' full-width interleaved tables (`repeat_interleave_real=True`,
     /// `(S, D)` with each angle repeated twice).
     pub fn from_interleaved_full(cos: &Tensor, sin: &Tensor) -> Result<Self> {
@@ -57,7 +91,7 @@ impl RotaryEmbedding {
 
     /// The sequence length.
     pub fn seq_len(&self) -> usize {
-        self.cos.dims()[0]
+        self.cos.dims()[self.cos.rank() - 2]
     }
 
     /// The half-width tables `(cos, sin)`.
@@ -80,11 +114,12 @@ impl RotaryEmbedding {
 
     /// Rows `start..start + len` of the table.
     pub fn narrow(&self, start: usize, len: usize) -> Result<Self> {
-        Self::new(
-            self.cos.narrow(0, start, len)?,
-            self.sin.narrow(0, start, len)?,
-            self.style,
-        )
+        let axis = self.cos.rank() - 2;
+        Ok(Self {
+            cos: self.cos.narrow(axis, start, len)?.contiguous()?,
+            sin: self.sin.narrow(axis, start, len)?.contiguous()?,
+            style: self.style,
+        })
     }
 
     /// Rotates `x` `(B, H, S, D)`; the table must cover exactly `S` positions.
@@ -95,6 +130,9 @@ impl RotaryEmbedding {
                 "rotary table covers {} positions but the sequence has {s}",
                 self.seq_len()
             );
+        }
+        if self.cos.rank() == 3 {
+            return self.apply_per_head(x);
         }
         let x = x.contiguous()?;
         let (cos, sin) = if self.cos.dtype() == x.dtype() {
@@ -112,6 +150,23 @@ impl RotaryEmbedding {
             RopeStyle::Interleaved => candle_nn::rotary_emb::rope_i(&x, &cos, &sin),
             RopeStyle::HalfSplit => candle_nn::rotary_emb::rope(&x, &cos, &sin),
         }
+    }
+}
+
+impl RotaryEmbedding {
+    /// Rotates the interleaved pairs of `x` `(B, H, S, D)` in f32 with per-head angles.
+    fn apply_per_head(&self, x: &Tensor) -> Result<Tensor> {
+        let (b, h, s, d) = x.dims4()?;
+        let pairs = x.to_dtype(DType::F32)?.reshape((b, h, s, d / 2, 2))?;
+        let even = pairs.narrow(4, 0, 1)?.squeeze(4)?;
+        let odd = pairs.narrow(4, 1, 1)?.squeeze(4)?;
+        let cos = self.cos.to_dtype(DType::F32)?.unsqueeze(0)?;
+        let sin = self.sin.to_dtype(DType::F32)?.unsqueeze(0)?;
+        let re = (even.broadcast_mul(&cos)? - odd.broadcast_mul(&sin)?)?;
+        let im = (even.broadcast_mul(&sin)? + odd.broadcast_mul(&cos)?)?;
+        Tensor::stack(&[re, im], 4)?
+            .reshape((b, h, s, d))?
+            .to_dtype(x.dtype())
     }
 }
 

@@ -26,9 +26,10 @@ pub use train::{TrainOptions, TrainReport, train_demo};
 
 use crate::components::patchify::{image_ids, pack_latents, text_ids, unpack_latents};
 use crate::families::flux::{Config, FluxTransformer2DModel};
-use crate::families::flux_pipeline::{SampleShape, names};
+use crate::families::flux_pipeline::names;
 use crate::loader::{self, Checkpoint, LoadError};
 use crate::registry::FamilyModel;
+use crate::sample::SampleShape;
 
 /// Pixels per patch side: 2×2 RGB pixels make one 12-channel token.
 pub const PATCH: usize = 2;

@@ -9,9 +9,7 @@
 //! the list boundary (families.md §3).
 
 use cachedit_macros::CachedTransformer;
-use cachedit_runtime::{
-    BlockList, Conditioning, Denoiser, ForwardPattern, StaticBlockLists, Streams, seeded_normal,
-};
+use cachedit_runtime::{BlockList, Conditioning, Denoiser, ForwardPattern, StaticBlockLists, Streams};
 use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::{Linear, VarBuilder};
 use serde::{Deserialize, Serialize};
@@ -20,10 +18,11 @@ use super::auraflow_blocks::{
     AuraFlowJointTransformerBlock, AuraFlowJointTransformerBlockArgs, AuraFlowPatchEmbed,
     AuraFlowPreFinalBlock, AuraFlowSingleTransformerBlock, AuraFlowSingleTransformerBlockArgs,
 };
-use super::flux_pipeline::SampleShape;
 use crate::components::embeddings::{Mlp2, Timesteps};
 use crate::components::linear;
 use crate::loader::DiffusersConfig;
+use crate::sample::SampleShape;
+use crate::sample::synthetic_text;
 
 /// Number of learned register tokens prepended to the text stream (fixed in diffusers).
 pub const REGISTER_TOKENS: usize = 8;
@@ -243,21 +242,6 @@ impl AuraFlowTransformer2DModel {
         })
     }
 
-    /// The config.
-    pub fn config(&self) -> &Config {
-        &self.cfg
-    }
-
-    /// The joint blocks (run uncached).
-    pub fn joint_transformer_blocks(&self) -> &BlockList<AuraFlowJointTransformerBlock> {
-        &self.joint_transformer_blocks
-    }
-
-    /// The single-stream blocks (the cached list).
-    pub fn single_transformer_blocks(&self) -> &BlockList<AuraFlowSingleTransformerBlock> {
-        &self.single_transformer_blocks
-    }
-
     /// `temb` `(B, dim)` from `timestep` `(B,)` in `[0, 1]` (the embedder scales it by 1000).
     pub fn conditioning(&self, timestep: &Tensor) -> Result<Tensor> {
         let t = self.time_step_embed.forward(timestep)?.to_dtype(self.dtype)?;
@@ -344,10 +328,11 @@ impl Denoiser for AuraFlowTransformer2DModel {
     }
 
     fn synthetic_conditioning(&self, batch: usize, seed: u64, device: &Device) -> Result<Conditioning> {
-        let text = seeded_normal(
-            &[batch, self.sample.text_len, self.cfg.joint_attention_dim],
-            seed ^ 0x7e47,
-            DType::F32,
+        let text = synthetic_text(
+            batch,
+            self.sample.text_len,
+            self.cfg.joint_attention_dim,
+            seed,
             device,
         )?;
         Ok(Conditioning::new().with(names::ENCODER_HIDDEN_STATES, text))
@@ -369,3 +354,5 @@ impl StaticBlockLists for AuraFlowTransformer2DModel {
 }
 
 crate::family_model!(AuraFlowTransformer2DModel, config = Config, sample = SampleShape);
+
+super::model_accessors!(AuraFlowTransformer2DModel, joint_transformer_blocks: AuraFlowJointTransformerBlock, single_transformer_blocks: AuraFlowSingleTransformerBlock);

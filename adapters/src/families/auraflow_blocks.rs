@@ -3,95 +3,64 @@
 //! (`AuraFlowSingleTransformerBlock`, Pattern_3, the cached list), the patch embedding with
 //! learned positions (`AuraFlowPatchEmbed`) and the final modulation (`AuraFlowPreFinalBlock`).
 //!
-//! Both blocks are built from the shared components with AuraFlow's knobs: no biases anywhere,
-//! every LayerNorm (adaLN, `norm2`, q/k norms) without affine, eps 1e-5 and computed in f32,
-//! a SwiGLU FFN with separate `linear_1`/`linear_2` projections. They share one per-stream
-//! half ([`StreamHalf`]) that carries the AuraFlow residual quirk (families.md §1.25): the
-//! attention output only feeds the FFN input, `h = x + g_mlp·ff(mod(norm2(x + g_msa·attn)))`,
-//! it is never added to the residual stream itself.
+//! The joint block is design J and the single block J's image stream around a self-attention
+//! ([`SelfAttentionStreamBlock`]), both with AuraFlow's knobs: no biases anywhere, every
+//! LayerNorm (adaLN, `norm2`, q/k norms) without affine, eps 1e-5 and computed in f32, a SwiGLU
+//! FFN with separate `linear_1`/`linear_2` projections, and the residual quirk of families.md
+//! §1.25: the attention output only feeds the FFN input, `h = x + g_mlp·ff(mod(norm2(x +
+//! g_msa·attn)))`, it is never added to the residual stream itself.
 
 use cachedit_macros::block_adapter;
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{Linear, VarBuilder};
 
-use crate::components::attention::{Attention, AttentionConfig, JointOrder, QkNorm};
-use crate::components::ffn::{Activation, SplitGlu, SplitGluNames, swiglu_width};
+use crate::blocks::joint::{ClipF16, DualStreamJointBlock, JointBlockConfig, JointModulation};
+use crate::blocks::stream::{SelfAttentionStreamBlock, StreamHalf, StreamNorm};
+use crate::components::attention::{Attention, AttentionConfig, AttentionExtras, JointOrder, QkNorm};
+use crate::components::ffn::{FfnKind, SplitGluNames, swiglu_width};
 use crate::components::linear;
-use crate::components::modulation::{AdaLayerNormZero, ZeroMlpModulation, gated_residual, modulate};
-use crate::components::norm::Norm;
+use crate::components::modulation::{ModSource, modulate};
 use crate::components::patchify::pack_latents;
 
 /// Epsilon of every AuraFlow LayerNorm (`nn.LayerNorm`'s default; diffusers passes none).
 const NORM_EPS: f64 = 1e-5;
 
-/// AuraFlow's attention: no biases, f32 LayerNorm q/k norms per head, `[txt, img]` joint order
-/// (`added`: the joint block's text projections `add_{q,k,v}_proj`, `to_add_out`).
-fn attention_config(dim: usize, heads: usize, head_dim: usize, added: bool) -> AttentionConfig {
-    AttentionConfig {
-        bias: false,
-        out_bias: false,
+/// AuraFlow's FFN: `linear_1`/`linear_2`/`out_projection` SwiGLU, `find_multiple(2·4d/3, 256)`.
+fn ffn(dim: usize) -> FfnKind {
+    FfnKind::SplitGlu {
+        names: SplitGluNames::AURAFLOW,
+        inner: swiglu_width(4 * dim, 256),
+    }
+}
+
+/// AuraFlow's design-J knobs (the joint block).
+pub fn joint_block_config(dim: usize, heads: usize, head_dim: usize) -> JointBlockConfig {
+    JointBlockConfig {
         qk_norm: QkNorm::Fp32LayerNorm { eps: NORM_EPS },
-        added_proj_bias: false,
+        qkv_bias: false,
+        out_bias: false,
+        norm: StreamNorm::Fp32LayerNorm { eps: NORM_EPS },
+        modulation: JointModulation::AdaLnZero { bias: false },
+        ff: ffn(dim),
+        ff_context: ffn(dim),
         joint_order: JointOrder::TextFirst,
-        ..AttentionConfig::flux(dim, heads, head_dim, added, false, NORM_EPS)
-    }
-}
-
-/// One stream of an AuraFlow block: its adaLN-zero input norm, its `norm2` and its FFN, with
-/// the residual quirk of diffusers' blocks.
-#[derive(Debug, Clone)]
-struct StreamHalf {
-    norm1: AdaLayerNormZero,
-    norm2: Norm,
-    ff: SplitGlu,
-}
-
-impl StreamHalf {
-    /// Loads `norm1` (`<norm1>.linear`) and `ff` (`<ff>.{linear_1,linear_2,out_projection}`).
-    fn new(dim: usize, norm1: &str, ff: &str, vb: &VarBuilder) -> Result<Self> {
-        Ok(Self {
-            norm1: AdaLayerNormZero::new(dim, dim, false, NORM_EPS, vb.pp(norm1))?.with_f32_norm()?,
-            norm2: Norm::layer_norm_no_affine(dim, NORM_EPS, vb.dtype(), vb.device())?.in_f32()?,
-            ff: SplitGlu::new(
-                dim,
-                dim,
-                swiglu_width(4 * dim, 256),
-                Activation::SwiGlu,
-                false,
-                SplitGluNames::AURAFLOW,
-                vb.pp(ff),
-            )?,
-        })
-    }
-
-    /// The attention input and the vectors for [`finish`](Self::finish).
-    fn start(&self, x: &Tensor, temb: &Tensor) -> Result<(Tensor, ZeroMlpModulation)> {
-        self.norm1.forward(x, temb)
-    }
-
-    /// `x + g_mlp · ff(norm2(x + g_msa · attn) · (1 + s_mlp) + b_mlp)`.
-    fn finish(&self, x: &Tensor, attn: &Tensor, m: &ZeroMlpModulation) -> Result<Tensor> {
-        let h = self.norm2.forward(&gated_residual(x, &m.gate_msa, attn)?)?;
-        let h = modulate(&h, &m.shift_mlp, &m.scale_mlp)?;
-        gated_residual(x, &m.gate_mlp, &self.ff.forward(&h)?)
+        clip_f16: ClipF16::None,
+        attn_feeds_ffn_only: true,
+        ..JointBlockConfig::flux(dim, heads, head_dim)
     }
 }
 
 /// diffusers' `AuraFlowJointTransformerBlock`: the SD3-like MMDiT block over `[txt, img]`.
 #[derive(Debug, Clone)]
 pub struct AuraFlowJointTransformerBlock {
-    image: StreamHalf,
-    context: StreamHalf,
-    attn: Attention,
+    inner: DualStreamJointBlock,
 }
 
 impl AuraFlowJointTransformerBlock {
     /// Loads block `joint_transformer_blocks.{i}` from `vb`.
     pub fn new(dim: usize, heads: usize, head_dim: usize, vb: VarBuilder) -> Result<Self> {
         Ok(Self {
-            image: StreamHalf::new(dim, "norm1", "ff", &vb)?,
-            context: StreamHalf::new(dim, "norm1_context", "ff_context", &vb)?,
-            attn: Attention::new(attention_config(dim, heads, head_dim, true), vb.pp("attn"))?,
+            inner: DualStreamJointBlock::new(&joint_block_config(dim, heads, head_dim), vb)?,
         })
     }
 }
@@ -105,30 +74,36 @@ impl AuraFlowJointTransformerBlock {
         encoder_hidden_states: &Tensor,
         temb: &Tensor,
     ) -> Result<(Tensor, Tensor)> {
-        let (norm_h, m) = self.image.start(hidden_states, temb)?;
-        let (norm_e, c) = self.context.start(encoder_hidden_states, temb)?;
-        let (attn, ctx) = self.attn.forward(&norm_h, Some(&norm_e), None, None)?;
-        let ctx = ctx.ok_or_else(|| candle_core::Error::msg("joint attention returned no text part"))?;
-        let h = self.image.finish(hidden_states, &attn, &m)?;
-        let e = self.context.finish(encoder_hidden_states, &ctx, &c)?;
-        Ok((e, h))
+        self.inner
+            .forward(hidden_states, encoder_hidden_states, temb, None, None)
     }
 }
 
-/// diffusers' `AuraFlowSingleTransformerBlock`: the same stream half with self-attention over
-/// the concatenated `[txt, img]` sequence.
+/// diffusers' `AuraFlowSingleTransformerBlock`: the joint block's image stream with
+/// self-attention over the concatenated `[txt, img]` sequence.
 #[derive(Debug, Clone)]
 pub struct AuraFlowSingleTransformerBlock {
-    stream: StreamHalf,
-    attn: Attention,
+    inner: SelfAttentionStreamBlock,
 }
 
 impl AuraFlowSingleTransformerBlock {
     /// Loads block `single_transformer_blocks.{i}` from `vb`.
     pub fn new(dim: usize, heads: usize, head_dim: usize, vb: VarBuilder) -> Result<Self> {
+        let knobs = joint_block_config(dim, heads, head_dim);
+        let attn = AttentionConfig {
+            query_dim: dim,
+            bias: false,
+            out_bias: false,
+            qk_norm: knobs.qk_norm,
+            ..AttentionConfig::flux(dim, heads, head_dim, false, false, NORM_EPS)
+        };
         Ok(Self {
-            stream: StreamHalf::new(dim, "norm1", "ff", &vb)?,
-            attn: Attention::new(attention_config(dim, heads, head_dim, false), vb.pp("attn"))?,
+            inner: SelfAttentionStreamBlock::new(
+                ModSource::linear(dim, 6, dim, false, vb.pp("norm1.linear"))?,
+                StreamHalf::new(dim, knobs.norm, Some(knobs.ff), vb.pp("ff"))?,
+                Attention::new(attn, vb.pp("attn"))?,
+                true,
+            ),
         })
     }
 }
@@ -137,9 +112,8 @@ impl AuraFlowSingleTransformerBlock {
 impl AuraFlowSingleTransformerBlock {
     /// The block on the concatenated sequence `(B, T + S, dim)`.
     pub fn forward(&self, hidden_states: &Tensor, temb: &Tensor) -> Result<Tensor> {
-        let (norm_x, m) = self.stream.start(hidden_states, temb)?;
-        let (attn, _) = self.attn.forward(&norm_x, None, None, None)?;
-        self.stream.finish(hidden_states, &attn, &m)
+        self.inner
+            .forward(hidden_states, temb, None, AttentionExtras::default())
     }
 }
 

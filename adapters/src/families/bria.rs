@@ -20,6 +20,7 @@ use crate::components::modulation::AdaLayerNormContinuous;
 use crate::components::norm::NormKind;
 use crate::components::rope::{MultiAxisRope, RotaryEmbedding};
 use crate::loader::DiffusersConfig;
+use crate::sample::synthetic_text;
 
 /// The diffusers config of `BriaTransformer2DModel`; defaults are diffusers' constructor
 /// defaults (`out_channels` is always `in_channels`).
@@ -238,7 +239,7 @@ pub struct BriaTransformer2DModel {
     single_transformer_blocks: BlockList<BriaSingleTransformerBlock>,
     norm_out: AdaLayerNormContinuous,
     proj_out: Linear,
-    pub(crate) sample: super::flux_pipeline::SampleShape,
+    pub(crate) sample: crate::sample::SampleShape,
 }
 
 impl BriaTransformer2DModel {
@@ -292,33 +293,10 @@ impl BriaTransformer2DModel {
         })
     }
 
-    /// The config.
-    pub fn config(&self) -> &Config {
-        &self.cfg
-    }
-
-    /// The dual-stream blocks.
-    pub fn transformer_blocks(&self) -> &BlockList<BriaTransformerBlock> {
-        &self.transformer_blocks
-    }
-
-    /// The single-stream blocks.
-    pub fn single_transformer_blocks(&self) -> &BlockList<BriaSingleTransformerBlock> {
-        &self.single_transformer_blocks
-    }
-
     /// The rotary table of `cat(txt_ids, img_ids)` (`BriaEmbedND`); 3-D ids are read from their
     /// first batch entry.
     pub fn rotary_embedding(&self, img_ids: &Tensor, txt_ids: &Tensor) -> Result<RotaryEmbedding> {
-        let ids2 = |t: &Tensor| if t.rank() == 3 { t.get(0) } else { Ok(t.clone()) };
-        let ids = Tensor::cat(
-            &[
-                &ids2(txt_ids)?.to_dtype(DType::F32)?,
-                &ids2(img_ids)?.to_dtype(DType::F32)?,
-            ],
-            0,
-        )?;
-        self.pos_embed.forward(&ids, img_ids.device())
+        crate::sample::txt_img_rotary(&self.pos_embed, img_ids, txt_ids)
     }
 
     /// `temb` from `timestep` (scheduler scale, not rescaled) and, for guidance models, `guidance`.
@@ -415,12 +393,7 @@ impl cachedit_runtime::Denoiser for BriaTransformer2DModel {
     ) -> Result<cachedit_runtime::Conditioning> {
         use crate::components::patchify::{image_ids, text_ids};
         let s = self.sample;
-        let text = cachedit_runtime::seeded_normal(
-            &[batch, s.text_len, self.cfg.joint_attention_dim],
-            seed ^ 0x7e47,
-            DType::F32,
-            device,
-        )?;
+        let text = synthetic_text(batch, s.text_len, self.cfg.joint_attention_dim, seed, device)?;
         let mut c = cachedit_runtime::Conditioning::new()
             .with(names::ENCODER_HIDDEN_STATES, text)
             .with(names::IMG_IDS, image_ids(s.grid_h, s.grid_w, 0.0, device)?)
@@ -464,5 +437,7 @@ impl cachedit_runtime::StaticBlockLists for BriaTransformer2DModel {
 crate::family_model!(
     BriaTransformer2DModel,
     config = Config,
-    sample = super::flux_pipeline::SampleShape
+    sample = crate::sample::SampleShape
 );
+
+super::model_accessors!(BriaTransformer2DModel, transformer_blocks: BriaTransformerBlock, single_transformer_blocks: BriaSingleTransformerBlock);

@@ -7,18 +7,19 @@
 
 use cachedit_macros::{CachedTransformer, patch_functor};
 use cachedit_runtime::{BlockList, Streams};
-use candle_core::{D, DType, Module, Result, Tensor};
+use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::{Linear, VarBuilder};
 use serde::{Deserialize, Serialize};
 
-use crate::components::attention::{Attention, AttentionConfig};
+use crate::blocks::joint::{DualStreamJointBlock, JointBlockConfig, JointModulation};
+use crate::blocks::single::{ParallelSingleStreamBlock, SingleBlockConfig};
 use crate::components::embeddings::{Mlp2, Timesteps, timestep_embedding};
-use crate::components::ffn::{Activation, FeedForward};
 use crate::components::linear;
-use crate::components::modulation::{gated_residual, modulate};
+use crate::components::modulation::modulate;
 use crate::components::norm::{Norm, NormKind};
 use crate::components::rope::{MultiAxisRope, RotaryEmbedding};
 use crate::loader::DiffusersConfig;
+use crate::sample::txt_img_rotary;
 
 /// The diffusers config of `ChromaTransformer2DModel`; defaults are diffusers' constructor
 /// defaults (= Chroma1-HD).
@@ -158,36 +159,23 @@ fn vector(m: &Tensor, i: usize) -> Result<Tensor> {
     m.narrow(1, i, 1)?.squeeze(1)
 }
 
-/// diffusers' `ChromaTransformerBlock`: the Flux double block with external modulation (`temb`
-/// `(B, 12, D)`: six image vectors, then six text vectors).
+/// diffusers' `ChromaTransformerBlock`: the Flux double block (design J) with external
+/// modulation (`temb` `(B, 12, D)`: six image vectors, then six text vectors).
 #[derive(Debug, Clone)]
 pub struct ChromaTransformerBlock {
-    attn: Attention,
-    norm: Norm,
-    ff: FeedForward,
-    ff_context: FeedForward,
+    inner: DualStreamJointBlock,
 }
 
 impl ChromaTransformerBlock {
     /// Loads the block from `vb` (`transformer_blocks.{i}`).
     pub fn new(dim: usize, heads: usize, head_dim: usize, vb: VarBuilder) -> Result<Self> {
-        let ff = |name: &str| FeedForward::new(dim, dim, 4 * dim, Activation::GeluTanh, true, vb.pp(name));
+        let knobs = JointBlockConfig {
+            modulation: JointModulation::External,
+            ..JointBlockConfig::flux(dim, heads, head_dim)
+        };
         Ok(Self {
-            attn: Attention::new(
-                AttentionConfig::flux(dim, heads, head_dim, true, false, 1e-6),
-                vb.pp("attn"),
-            )?,
-            norm: Norm::layer_norm_no_affine(dim, 1e-6, vb.dtype(), vb.device())?,
-            ff: ff("ff")?,
-            ff_context: ff("ff_context")?,
+            inner: DualStreamJointBlock::new(&knobs, vb)?,
         })
-    }
-
-    /// One stream's modulated norm, from six vectors starting at `at`.
-    fn stream(&self, x: &Tensor, temb: &Tensor, at: usize) -> Result<(Tensor, [Tensor; 4])> {
-        let v = |i| vector(temb, at + i);
-        let x = modulate(&self.norm.forward(x)?, &v(0)?, &v(1)?)?;
-        Ok((x, [v(2)?, v(3)?, v(4)?, v(5)?]))
     }
 
     /// Returns `(encoder_hidden_states, hidden_states)`, like diffusers. `attention_mask` is the
@@ -200,46 +188,32 @@ impl ChromaTransformerBlock {
         image_rotary_emb: Option<&RotaryEmbedding>,
         attention_mask: Option<&Tensor>,
     ) -> Result<(Tensor, Tensor)> {
-        let (norm_h, [gate_msa, shift_mlp, scale_mlp, gate_mlp]) = self.stream(hidden_states, temb, 0)?;
-        let (norm_e, [c_gate_msa, c_shift_mlp, c_scale_mlp, c_gate_mlp]) =
-            self.stream(encoder_hidden_states, temb, 6)?;
-        let (attn, ctx) = self
-            .attn
-            .forward(&norm_h, Some(&norm_e), image_rotary_emb, attention_mask)?;
-        let ctx = ctx.ok_or_else(|| candle_core::Error::msg("joint attention returned no text part"))?;
-
-        let h = gated_residual(hidden_states, &gate_msa, &attn)?;
-        let ff_in = modulate(&self.norm.forward(&h)?, &shift_mlp, &scale_mlp)?;
-        let h = gated_residual(&h, &gate_mlp, &self.ff.forward(&ff_in)?)?;
-
-        let e = gated_residual(encoder_hidden_states, &c_gate_msa, &ctx)?;
-        let ff_in = modulate(&self.norm.forward(&e)?, &c_shift_mlp, &c_scale_mlp)?;
-        let e = gated_residual(&e, &c_gate_mlp, &self.ff_context.forward(&ff_in)?)?;
-        Ok((crate::blocks::clip_f16(e)?, h))
+        self.inner.forward(
+            hidden_states,
+            encoder_hidden_states,
+            temb,
+            image_rotary_emb,
+            attention_mask,
+        )
     }
 }
 
-/// diffusers' `ChromaSingleTransformerBlock`: the Flux single block on the concatenated
-/// `[txt, img]` sequence with external modulation (`temb` `(B, 3, D)`).
+/// diffusers' `ChromaSingleTransformerBlock`: the Flux single block (design S) on the
+/// concatenated `[txt, img]` sequence with external modulation (`temb` `(B, 3, D)`).
 #[derive(Debug, Clone)]
 pub struct ChromaSingleTransformerBlock {
-    norm: Norm,
-    proj_mlp: Linear,
-    attn: Attention,
-    proj_out: Linear,
+    inner: ParallelSingleStreamBlock,
 }
 
 impl ChromaSingleTransformerBlock {
     /// Loads the block from `vb` (`single_transformer_blocks.{i}`).
     pub fn new(dim: usize, heads: usize, head_dim: usize, vb: VarBuilder) -> Result<Self> {
+        let knobs = SingleBlockConfig {
+            ada_ln: false,
+            ..SingleBlockConfig::flux(dim, heads, head_dim)
+        };
         Ok(Self {
-            norm: Norm::layer_norm_no_affine(dim, 1e-6, vb.dtype(), vb.device())?,
-            proj_mlp: linear(dim, 4 * dim, true, vb.pp("proj_mlp"))?,
-            attn: Attention::new(
-                AttentionConfig::flux(dim, heads, head_dim, false, true, 1e-6),
-                vb.pp("attn"),
-            )?,
-            proj_out: linear(heads * head_dim + 4 * dim, dim, true, vb.pp("proj_out"))?,
+            inner: ParallelSingleStreamBlock::new(&knobs, vb)?,
         })
     }
 
@@ -252,15 +226,8 @@ impl ChromaSingleTransformerBlock {
         image_rotary_emb: Option<&RotaryEmbedding>,
         attention_mask: Option<&Tensor>,
     ) -> Result<Tensor> {
-        let x = modulate(
-            &self.norm.forward(hidden_states)?,
-            &vector(temb, 0)?,
-            &vector(temb, 1)?,
-        )?;
-        let mlp = self.proj_mlp.forward(&x)?.gelu()?;
-        let (attn, _) = self.attn.forward(&x, None, image_rotary_emb, attention_mask)?;
-        let y = self.proj_out.forward(&Tensor::cat(&[&attn, &mlp], D::Minus1)?)?;
-        crate::blocks::clip_f16(gated_residual(hidden_states, &vector(temb, 2)?, &y)?)
+        self.inner
+            .forward_sequence(hidden_states, temb, image_rotary_emb, attention_mask)
     }
 }
 
@@ -380,7 +347,7 @@ pub struct ChromaTransformer2DModel {
     single_transformer_blocks: BlockList<ChromaSingleBlock>,
     norm_out: Norm,
     proj_out: Linear,
-    sample: super::flux_pipeline::SampleShape,
+    sample: crate::sample::SampleShape,
 }
 
 impl ChromaTransformer2DModel {
@@ -442,32 +409,9 @@ impl ChromaTransformer2DModel {
         })
     }
 
-    /// The config.
-    pub fn config(&self) -> &Config {
-        &self.cfg
-    }
-
-    /// The dual-stream blocks (each wraps a [`ChromaTransformerBlock`] in `.0`).
-    pub fn transformer_blocks(&self) -> &BlockList<ChromaDoubleBlock> {
-        &self.transformer_blocks
-    }
-
-    /// The single-stream blocks (each wraps a [`ChromaSingleTransformerBlock`] in `.0`).
-    pub fn single_transformer_blocks(&self) -> &BlockList<ChromaSingleBlock> {
-        &self.single_transformer_blocks
-    }
-
     /// The rotary table of `cat(txt_ids, img_ids)` (2-D ids, or 3-D read from batch entry 0).
     pub fn rotary_embedding(&self, img_ids: &Tensor, txt_ids: &Tensor) -> Result<RotaryEmbedding> {
-        let ids2 = |t: &Tensor| if t.rank() == 3 { t.get(0) } else { Ok(t.clone()) };
-        let ids = Tensor::cat(
-            &[
-                &ids2(txt_ids)?.to_dtype(DType::F32)?,
-                &ids2(img_ids)?.to_dtype(DType::F32)?,
-            ],
-            0,
-        )?;
-        self.pos_embed.forward(&ids, img_ids.device())
+        txt_img_rotary(&self.pos_embed, img_ids, txt_ids)
     }
 
     /// `pooled_temb` `(B, modulation_vectors, D)`: the approximator on
@@ -565,5 +509,7 @@ impl cachedit_runtime::StaticBlockLists for ChromaTransformer2DModel {
 crate::family_model!(
     ChromaTransformer2DModel,
     config = Config,
-    sample = super::flux_pipeline::SampleShape
+    sample = crate::sample::SampleShape
 );
+
+super::model_accessors!(ChromaTransformer2DModel, transformer_blocks: ChromaDoubleBlock, single_transformer_blocks: ChromaSingleBlock);

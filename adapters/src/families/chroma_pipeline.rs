@@ -2,12 +2,13 @@
 //! padding mask, and one transformer call. `ChromaPipeline` runs true CFG as two separate calls
 //! per step (cache-dit registers Chroma with `has_separate_cfg`).
 
-use cachedit_runtime::{Conditioning, Denoiser, seeded_normal};
+use cachedit_runtime::{Conditioning, Denoiser};
 use candle_core::{DType, Device, Result};
 
 use super::chroma::ChromaTransformer2DModel;
 use crate::components::patchify::{image_ids, text_ids};
 use crate::registry::FamilyModel;
+use crate::sample::synthetic_text;
 
 /// Conditioning tensor names Chroma's `predict` reads.
 pub mod names {
@@ -30,12 +31,7 @@ impl Denoiser for ChromaTransformer2DModel {
 
     fn synthetic_conditioning(&self, batch: usize, seed: u64, device: &Device) -> Result<Conditioning> {
         let (cfg, s) = (self.config(), self.sample_shape());
-        let text = seeded_normal(
-            &[batch, s.text_len, cfg.joint_attention_dim],
-            seed ^ 0x7e47,
-            DType::F32,
-            device,
-        )?;
+        let text = synthetic_text(batch, s.text_len, cfg.joint_attention_dim, seed, device)?;
         Ok(Conditioning::new()
             .with(names::ENCODER_HIDDEN_STATES, text)
             .with(names::IMG_IDS, image_ids(s.grid_h, s.grid_w, 0.0, device)?)

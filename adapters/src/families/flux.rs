@@ -248,7 +248,7 @@ pub struct FluxTransformer2DModel {
     single_transformer_blocks: BlockList<FluxSingleTransformerBlock>,
     norm_out: AdaLayerNormContinuous,
     proj_out: Linear,
-    sample: super::flux_pipeline::SampleShape,
+    sample: crate::sample::SampleShape,
 }
 
 impl FluxTransformer2DModel {
@@ -304,32 +304,9 @@ impl FluxTransformer2DModel {
         self.proj_out.weight().device()
     }
 
-    /// The config.
-    pub fn config(&self) -> &Config {
-        &self.cfg
-    }
-
-    /// The dual-stream blocks.
-    pub fn transformer_blocks(&self) -> &BlockList<FluxTransformerBlock> {
-        &self.transformer_blocks
-    }
-
-    /// The single-stream blocks.
-    pub fn single_transformer_blocks(&self) -> &BlockList<FluxSingleTransformerBlock> {
-        &self.single_transformer_blocks
-    }
-
     /// The rotary table of `cat(txt_ids, img_ids)` (`FluxPosEmbed`).
     pub fn rotary_embedding(&self, img_ids: &Tensor, txt_ids: &Tensor) -> Result<RotaryEmbedding> {
-        let ids2 = |t: &Tensor| if t.rank() == 3 { t.get(0) } else { Ok(t.clone()) };
-        let ids = Tensor::cat(
-            &[
-                &ids2(txt_ids)?.to_dtype(DType::F32)?,
-                &ids2(img_ids)?.to_dtype(DType::F32)?,
-            ],
-            0,
-        )?;
-        self.pos_embed.forward(&ids, img_ids.device())
+        crate::sample::txt_img_rotary(&self.pos_embed, img_ids, txt_ids)
     }
 
     /// The conditioning vector `temb` from the raw timestep (in `[0, 1]`), guidance and pooled
@@ -414,7 +391,7 @@ impl StaticBlockLists for FluxTransformer2DModel {
 crate::family_model!(
     FluxTransformer2DModel,
     config = Config,
-    sample = super::flux_pipeline::SampleShape
+    sample = crate::sample::SampleShape
 );
 
 // Written by hand rather than derived: the list layout is chosen at run time.
@@ -433,3 +410,5 @@ impl CachedTransformer for FluxTransformer2DModel {
         }
     }
 }
+
+super::model_accessors!(FluxTransformer2DModel, transformer_blocks: FluxTransformerBlock, single_transformer_blocks: FluxSingleTransformerBlock);

@@ -1,35 +1,13 @@
 //! Flux as a `Denoiser`: packed latents, its conditioning tensors and one transformer call, as
 //! diffusers' `FluxPipeline` makes it.
 
-use cachedit_runtime::{Conditioning, Denoiser, seeded_normal};
+use cachedit_runtime::{Conditioning, Denoiser};
 use candle_core::{DType, Device, Result, Tensor};
 
 use super::flux::FluxTransformer2DModel;
 use crate::components::patchify::{image_ids, text_ids};
 use crate::registry::FamilyModel;
-
-/// The size of one generation: the packed latent grid (`height/16 × width/16` for an image of
-/// `height × width` through Flux's 8× VAE and 2×2 packing) and the text length.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SampleShape {
-    /// Packed latent rows.
-    pub grid_h: usize,
-    /// Packed latent columns.
-    pub grid_w: usize,
-    /// Text tokens.
-    pub text_len: usize,
-}
-
-impl Default for SampleShape {
-    /// 256×256 pixels (16×16 packed tokens) with 32 text tokens.
-    fn default() -> Self {
-        Self {
-            grid_h: 16,
-            grid_w: 16,
-            text_len: 32,
-        }
-    }
-}
+use crate::sample::{synthetic_pooled, synthetic_text};
 
 /// Conditioning tensor names Flux's `predict` reads.
 pub mod names {
@@ -53,18 +31,8 @@ impl Denoiser for FluxTransformer2DModel {
 
     fn synthetic_conditioning(&self, batch: usize, seed: u64, device: &Device) -> Result<Conditioning> {
         let (cfg, s) = (self.config(), self.sample_shape());
-        let text = seeded_normal(
-            &[batch, s.text_len, cfg.joint_attention_dim],
-            seed ^ 0x7e47,
-            DType::F32,
-            device,
-        )?;
-        let pooled = seeded_normal(
-            &[batch, cfg.pooled_projection_dim],
-            seed ^ 0x9001,
-            DType::F32,
-            device,
-        )?;
+        let text = synthetic_text(batch, s.text_len, cfg.joint_attention_dim, seed, device)?;
+        let pooled = synthetic_pooled(batch, cfg.pooled_projection_dim, seed, device)?;
         let mut c = Conditioning::new()
             .with(names::ENCODER_HIDDEN_STATES, text)
             .with(names::POOLED_PROJECTIONS, pooled)

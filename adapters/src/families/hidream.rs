@@ -249,7 +249,7 @@ pub struct HiDreamImageTransformer2DModel {
     final_modulation: Linear,
     final_linear: Linear,
     caption_projection: Vec<Linear>,
-    sample: super::flux_pipeline::SampleShape,
+    sample: crate::sample::SampleShape,
 }
 
 impl HiDreamImageTransformer2DModel {
@@ -306,21 +306,6 @@ impl HiDreamImageTransformer2DModel {
             sample: Default::default(),
             cfg,
         })
-    }
-
-    /// The config.
-    pub fn config(&self) -> &Config {
-        &self.cfg
-    }
-
-    /// The double-stream blocks (each wraps a [`HiDreamImageTransformerBlock`] in `.0`).
-    pub fn double_stream_blocks(&self) -> &BlockList<HiDreamDoubleBlock> {
-        &self.double_stream_blocks
-    }
-
-    /// The single-stream blocks (each wraps a [`HiDreamImageSingleTransformerBlock`] in `.0`).
-    pub fn single_stream_blocks(&self) -> &BlockList<HiDreamSingleBlock> {
-        &self.single_stream_blocks
     }
 
     /// The rotary table of `[img (padded), txt]`: image ids `(0, row, col)` (zeros for padding),
@@ -475,5 +460,7 @@ impl cachedit_runtime::StaticBlockLists for HiDreamImageTransformer2DModel {
 crate::family_model!(
     HiDreamImageTransformer2DModel,
     config = Config,
-    sample = super::flux_pipeline::SampleShape
+    sample = crate::sample::SampleShape
 );
+
+super::model_accessors!(HiDreamImageTransformer2DModel, double_stream_blocks: HiDreamDoubleBlock, single_stream_blocks: HiDreamSingleBlock);

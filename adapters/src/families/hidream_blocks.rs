@@ -1,239 +1,69 @@
-//! HiDream-I1's blocks: the double-stream block (one `adaLN_modulation` for both streams,
-//! separate image/text projections `to_*`/`to_*_t`, joint attention over `[img, txt]`, image
-//! MoE FFN, text SwiGLU FFN) and the single-stream block (6-chunk adaLN, self-attention, MoE),
-//! with diffusers' `HiDreamBlock` wrapper names (`*.block.*`).
+//! HiDream-I1's blocks with diffusers' `HiDreamBlock` wrapper names (`*.block.*`): the
+//! double-stream block is design J with one `adaLN_modulation` Linear for both streams
+//! (Joint12), HiDream's projection names (`to_q`/`to_q_t`, …, `to_out`/`to_out_t`), RMS q/k
+//! norms across heads, an image MoE FFN (`ff_i`) and a text SwiGLU (`ff_t`); the single-stream
+//! block is J's image stream around a self-attention (6-chunk adaLN, MoE). Both multiply the
+//! image keys by the padding mask of non-square latents.
 
-use candle_core::{D, DType, IndexOp, Module, Result, Tensor};
-use candle_nn::{Linear, VarBuilder};
+use candle_core::{IndexOp, Result, Tensor};
+use candle_nn::VarBuilder;
 
-use crate::components::attention::scaled_dot_product_attention;
-use crate::components::linear;
-use crate::components::norm::{Norm, NormKind};
+use crate::blocks::joint::{
+    ClipF16, DualStreamJointBlock, JointBlockConfig, JointBlockNames, JointModulation,
+};
+use crate::blocks::stream::{SelfAttentionStreamBlock, StreamHalf};
+use crate::components::attention::{
+    Attention, AttentionConfig, AttentionExtras, AttentionNames, JointOrder, QkNorm,
+};
+use crate::components::ffn::{FfnKind, SplitGluNames, swiglu_width};
+use crate::components::modulation::ModSource;
 use crate::components::rope::RotaryEmbedding;
 
-/// diffusers' `HiDreamImageFeedForwardSwiGLU`: `w2(silu(w1 x) · w3 x)`, hidden width
-/// `int(2h/3)` rounded up to a multiple of 256.
-#[derive(Debug, Clone)]
-pub struct SwiGlu {
-    w1: Linear,
-    w2: Linear,
-    w3: Linear,
-}
+/// `HiDreamImageTransformerBlock`'s names under `double_stream_blocks.{i}.block`.
+const NAMES: JointBlockNames = JointBlockNames {
+    img_mod: "adaLN_modulation.1",
+    img_mlp: "ff_i",
+    txt_mlp: "ff_t",
+    attn: "attn1",
+    attn_names: AttentionNames::HIDREAM,
+    ..JointBlockNames::FLUX
+};
 
-impl SwiGlu {
-    /// Loads the FFN from `vb` for a nominal `hidden_dim`.
-    pub fn new(dim: usize, hidden_dim: usize, vb: VarBuilder) -> Result<Self> {
-        let h = (2 * hidden_dim) / 3;
-        let h = 256 * h.div_ceil(256);
-        Ok(Self {
-            w1: linear(dim, h, false, vb.pp("w1"))?,
-            w2: linear(h, dim, false, vb.pp("w2"))?,
-            w3: linear(dim, h, false, vb.pp("w3"))?,
-        })
-    }
-}
-
-impl Module for SwiGlu {
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.w2
-            .forward(&(candle_nn::ops::silu(&self.w1.forward(x)?)? * self.w3.forward(x)?)?)
-    }
-}
-
-/// diffusers' `MOEFeedForwardSwiGLU` at inference: softmax gate, top-k experts weighted by
-/// their (unnormalised) scores, plus a shared expert. Only the routed tokens run through each
-/// expert.
-#[derive(Debug, Clone)]
-pub struct MoeSwiGlu {
-    gate: Tensor,
-    experts: Vec<SwiGlu>,
-    shared_experts: SwiGlu,
-    top_k: usize,
-}
-
-impl MoeSwiGlu {
-    /// Loads the MoE from `vb` (`ff_i`).
-    pub fn new(dim: usize, hidden_dim: usize, routed: usize, top_k: usize, vb: VarBuilder) -> Result<Self> {
-        Ok(Self {
-            gate: vb.pp("gate").get((routed, dim), "weight")?,
-            experts: (0..routed)
-                .map(|e| SwiGlu::new(dim, hidden_dim, vb.pp("experts").pp(e)))
-                .collect::<Result<_>>()?,
-            shared_experts: SwiGlu::new(dim, hidden_dim / 2, vb.pp("shared_experts"))?,
+/// HiDream's design-J knobs for `dim` = `heads × head_dim`, `routed` experts (0: a plain
+/// SwiGLU image FFN), `top_k` per token.
+pub fn joint_block_config(heads: usize, head_dim: usize, routed: usize, top_k: usize) -> JointBlockConfig {
+    let dim = heads * head_dim;
+    JointBlockConfig {
+        qk_norm: QkNorm::RmsAcrossHeads { eps: 1e-5 },
+        modulation: JointModulation::Joint12,
+        ff: FfnKind::Moe {
+            hidden: 4 * dim,
+            routed,
             top_k,
-        })
+        },
+        ff_context: FfnKind::SplitGlu {
+            names: SplitGluNames::HIDREAM,
+            inner: swiglu_width(4 * dim, 256),
+        },
+        joint_order: JointOrder::ImageFirst,
+        names: NAMES,
+        clip_f16: ClipF16::None,
+        ..JointBlockConfig::flux(dim, heads, head_dim)
     }
-}
-
-impl Module for MoeSwiGlu {
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let shape = x.shape().clone();
-        let d = x.dim(D::Minus1)?;
-        let flat = x.reshape(((), d))?;
-        let scores = candle_nn::ops::softmax_last_dim(&flat.matmul(&self.gate.t()?)?)?;
-        let rows = scores.to_dtype(DType::F32)?.to_vec2::<f32>()?;
-        // per expert: (token, weight) of the tokens routed to it
-        let mut routed = vec![(Vec::<u32>::new(), Vec::<f32>::new()); self.experts.len()];
-        for (t, row) in rows.iter().enumerate() {
-            let mut order: Vec<usize> = (0..row.len()).collect();
-            order.sort_by(|&a, &b| row[b].total_cmp(&row[a]));
-            for &e in order.iter().take(self.top_k) {
-                routed[e].0.push(t as u32);
-                routed[e].1.push(row[e]);
-            }
-        }
-        let mut y = flat.zeros_like()?;
-        for (expert, (tokens, weights)) in self.experts.iter().zip(routed) {
-            if tokens.is_empty() {
-                continue;
-            }
-            let n = tokens.len();
-            let idx = Tensor::from_vec(tokens, n, x.device())?;
-            let w = Tensor::from_vec(weights, (n, 1), x.device())?.to_dtype(x.dtype())?;
-            let out = expert.forward(&flat.index_select(&idx, 0)?)?.broadcast_mul(&w)?;
-            y = y.index_add(&idx, &out, 0)?;
-        }
-        (y + self.shared_experts.forward(&flat)?)?.reshape(shape)
-    }
-}
-
-/// The image FFN: MoE, or a plain SwiGLU when `num_routed_experts` is 0.
-#[derive(Debug, Clone)]
-enum ImageFfn {
-    Moe(MoeSwiGlu),
-    Dense(SwiGlu),
-}
-
-impl ImageFfn {
-    fn new(dim: usize, routed: usize, top_k: usize, vb: VarBuilder) -> Result<Self> {
-        Ok(if routed > 0 {
-            Self::Moe(MoeSwiGlu::new(dim, 4 * dim, routed, top_k, vb)?)
-        } else {
-            Self::Dense(SwiGlu::new(dim, 4 * dim, vb)?)
-        })
-    }
-
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        match self {
-            Self::Moe(m) => m.forward(x),
-            Self::Dense(f) => f.forward(x),
-        }
-    }
-}
-
-/// One stream's projections of `HiDreamAttention` (`to_q{s}`, …, `q_rms_norm{s}` across heads).
-#[derive(Debug, Clone)]
-struct Projections {
-    q: Linear,
-    k: Linear,
-    v: Linear,
-    out: Linear,
-    q_norm: Norm,
-    k_norm: Norm,
-}
-
-impl Projections {
-    fn new(dim: usize, suffix: &str, vb: &VarBuilder) -> Result<Self> {
-        let n = |name: &str| {
-            Norm::new(
-                NormKind::RmsNorm { affine: true },
-                dim,
-                1e-5,
-                vb.pp(format!("{name}{suffix}")),
-            )
-        };
-        let l = |name: &str| linear(dim, dim, true, vb.pp(format!("{name}{suffix}")));
-        Ok(Self {
-            q: l("to_q")?,
-            k: l("to_k")?,
-            v: l("to_v")?,
-            out: l("to_out")?,
-            q_norm: n("q_rms_norm")?,
-            k_norm: n("k_rms_norm")?,
-        })
-    }
-
-    /// `(q, k, v)` as `(B, S, H, Dh)`.
-    fn qkv(&self, x: &Tensor, heads: usize) -> Result<(Tensor, Tensor, Tensor)> {
-        let (b, s, d) = x.dims3()?;
-        let split = |t: Tensor| t.reshape((b, s, heads, d / heads));
-        Ok((
-            split(self.q_norm.forward(&self.q.forward(x)?)?)?,
-            split(self.k_norm.forward(&self.k.forward(x)?)?)?,
-            split(self.v.forward(x)?)?,
-        ))
-    }
-}
-
-/// `HiDreamAttnProcessor`: image keys times the image mask, `[img, txt]` joint attention,
-/// rotary over the whole joint sequence.
-fn attention(
-    heads: usize,
-    (q, k, v): (Tensor, Tensor, Tensor),
-    rotary: Option<&RotaryEmbedding>,
-) -> Result<Tensor> {
-    let (b, s, h, d) = q.dims4()?;
-    let hf = |t: Tensor| t.transpose(1, 2)?.contiguous();
-    let (mut q, mut k, v) = (hf(q)?, hf(k)?, hf(v)?);
-    if let Some(r) = rotary {
-        q = r.apply(&q)?;
-        k = r.apply(&k)?;
-    }
-    let out = scaled_dot_product_attention(&q, &k, &v, None, 1.0 / (d as f64).sqrt())?;
-    debug_assert_eq!(h, heads);
-    out.transpose(1, 2)?.reshape((b, s, h * d))
-}
-
-/// `k · mask` with `mask` `(B, S)`.
-fn mask_keys(k: Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
-    match mask {
-        Some(m) => {
-            let (b, s) = m.dims2()?;
-            k.broadcast_mul(&m.to_dtype(k.dtype())?.reshape((b, s, 1, 1))?)
-        }
-        None => Ok(k),
-    }
-}
-
-/// `LN(x) · (1 + scale) + shift` with `(B, 1, D)` modulation.
-fn modulate(norm: &Norm, x: &Tensor, shift: &Tensor, scale: &Tensor) -> Result<Tensor> {
-    norm.forward(x)?
-        .broadcast_mul(&(scale + 1.0)?)?
-        .broadcast_add(shift)
-}
-
-/// The `n` chunks of `adaLN_modulation(temb)[:, None]`, each `(B, 1, D)`.
-fn modulation(linear: &Linear, temb: &Tensor, n: usize) -> Result<Vec<Tensor>> {
-    linear
-        .forward(&candle_nn::ops::silu(temb)?)?
-        .unsqueeze(1)?
-        .chunk(n, D::Minus1)
 }
 
 /// diffusers' `HiDreamImageTransformerBlock` (under `double_stream_blocks.{i}.block`).
 #[derive(Debug, Clone)]
 pub struct HiDreamImageTransformerBlock {
-    heads: usize,
-    ada_ln: Linear,
-    norm: Norm,
-    image: Projections,
-    text: Projections,
-    ff_i: ImageFfn,
-    ff_t: SwiGlu,
+    inner: DualStreamJointBlock,
 }
 
 impl HiDreamImageTransformerBlock {
     /// Loads the block from `vb` (`double_stream_blocks.{i}.block`).
     pub fn new(dim: usize, heads: usize, routed: usize, top_k: usize, vb: VarBuilder) -> Result<Self> {
-        let attn = vb.pp("attn1");
+        let knobs = joint_block_config(heads, dim / heads, routed, top_k);
         Ok(Self {
-            heads,
-            ada_ln: linear(dim, 12 * dim, true, vb.pp("adaLN_modulation.1"))?,
-            norm: Norm::layer_norm_no_affine(dim, 1e-6, vb.dtype(), vb.device())?,
-            image: Projections::new(dim, "", &attn)?,
-            text: Projections::new(dim, "_t", &attn)?,
-            ff_i: ImageFfn::new(dim, routed, top_k, vb.pp("ff_i"))?,
-            ff_t: SwiGlu::new(dim, 4 * dim, vb.pp("ff_t"))?,
+            inner: DualStreamJointBlock::new(&knobs, vb)?,
         })
     }
 
@@ -248,51 +78,45 @@ impl HiDreamImageTransformerBlock {
         temb: &Tensor,
         image_rotary_emb: Option<&RotaryEmbedding>,
     ) -> Result<(Tensor, Tensor)> {
-        let m = modulation(&self.ada_ln, temb, 12)?;
-        let norm_h = modulate(&self.norm, hidden_states, &m[0], &m[1])?;
-        let norm_e = modulate(&self.norm, encoder_hidden_states, &m[6], &m[7])?;
-        let (qi, ki, vi) = self.image.qkv(&norm_h, self.heads)?;
-        let ki = mask_keys(ki, hidden_states_masks)?;
-        let (qt, kt, vt) = self.text.qkv(&norm_e, self.heads)?;
-        let cat = |a: &Tensor, b: &Tensor| Tensor::cat(&[a, b], 1);
-        let out = attention(
-            self.heads,
-            (cat(&qi, &qt)?, cat(&ki, &kt)?, cat(&vi, &vt)?),
+        let extras = AttentionExtras {
+            key_scale: hidden_states_masks,
+            ..AttentionExtras::default()
+        };
+        let (e, h) = self.inner.forward_with(
+            hidden_states,
+            encoder_hidden_states,
+            temb,
             image_rotary_emb,
+            None,
+            extras,
         )?;
-        let (s, t) = (hidden_states.dim(1)?, encoder_hidden_states.dim(1)?);
-        let attn_i = self.image.out.forward(&out.narrow(1, 0, s)?)?;
-        let attn_t = self.text.out.forward(&out.narrow(1, s, t)?)?;
-        let h = (hidden_states + attn_i.broadcast_mul(&m[2])?)?;
-        let e = (encoder_hidden_states + attn_t.broadcast_mul(&m[8])?)?;
-        let ff_i = self.ff_i.forward(&modulate(&self.norm, &h, &m[3], &m[4])?)?;
-        let ff_t = self.ff_t.forward(&modulate(&self.norm, &e, &m[9], &m[10])?)?;
-        Ok((
-            (h + ff_i.broadcast_mul(&m[5])?)?,
-            (e + ff_t.broadcast_mul(&m[11])?)?,
-        ))
+        let e = e.ok_or_else(|| candle_core::Error::msg("the double block returned no text stream"))?;
+        Ok((h, e))
     }
 }
 
 /// diffusers' `HiDreamImageSingleTransformerBlock` (under `single_stream_blocks.{i}.block`).
 #[derive(Debug, Clone)]
 pub struct HiDreamImageSingleTransformerBlock {
-    heads: usize,
-    ada_ln: Linear,
-    norm: Norm,
-    attn: Projections,
-    ff_i: ImageFfn,
+    inner: SelfAttentionStreamBlock,
 }
 
 impl HiDreamImageSingleTransformerBlock {
     /// Loads the block from `vb` (`single_stream_blocks.{i}.block`).
     pub fn new(dim: usize, heads: usize, routed: usize, top_k: usize, vb: VarBuilder) -> Result<Self> {
+        let knobs = joint_block_config(heads, dim / heads, routed, top_k);
+        let attn = AttentionConfig {
+            qk_norm: knobs.qk_norm,
+            names: AttentionNames::HIDREAM,
+            ..AttentionConfig::flux(dim, heads, dim / heads, false, false, 1e-5)
+        };
         Ok(Self {
-            heads,
-            ada_ln: linear(dim, 6 * dim, true, vb.pp("adaLN_modulation.1"))?,
-            norm: Norm::layer_norm_no_affine(dim, 1e-6, vb.dtype(), vb.device())?,
-            attn: Projections::new(dim, "", &vb.pp("attn1"))?,
-            ff_i: ImageFfn::new(dim, routed, top_k, vb.pp("ff_i"))?,
+            inner: SelfAttentionStreamBlock::new(
+                ModSource::linear(dim, 6, dim, true, vb.pp(NAMES.img_mod))?,
+                StreamHalf::new(dim, knobs.norm, Some(knobs.ff), vb.pp(NAMES.img_mlp))?,
+                Attention::new(attn, vb.pp(NAMES.attn))?,
+                false,
+            ),
         })
     }
 
@@ -305,18 +129,11 @@ impl HiDreamImageSingleTransformerBlock {
         temb: &Tensor,
         image_rotary_emb: Option<&RotaryEmbedding>,
     ) -> Result<Tensor> {
-        let m = modulation(&self.ada_ln, temb, 6)?;
-        let (q, k, v) = self
-            .attn
-            .qkv(&modulate(&self.norm, hidden_states, &m[0], &m[1])?, self.heads)?;
-        let k = mask_keys(k, hidden_states_masks)?;
-        let out = self
-            .attn
-            .out
-            .forward(&attention(self.heads, (q, k, v), image_rotary_emb)?)?;
-        let h = (hidden_states + out.broadcast_mul(&m[2])?)?;
-        let ff = self.ff_i.forward(&modulate(&self.norm, &h, &m[3], &m[4])?)?;
-        h + ff.broadcast_mul(&m[5])?
+        let extras = AttentionExtras {
+            key_scale: hidden_states_masks,
+            ..AttentionExtras::default()
+        };
+        self.inner.forward(hidden_states, temb, image_rotary_emb, extras)
     }
 }
 

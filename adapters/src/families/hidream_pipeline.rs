@@ -8,6 +8,7 @@ use candle_core::{DType, Device, Result, Tensor};
 
 use super::hidream::HiDreamImageTransformer2DModel;
 use crate::registry::FamilyModel;
+use crate::sample::{synthetic_pooled, synthetic_text};
 
 /// Conditioning tensor names HiDream's `predict` reads.
 pub mod names {
@@ -29,19 +30,14 @@ impl Denoiser for HiDreamImageTransformer2DModel {
     fn synthetic_conditioning(&self, batch: usize, seed: u64, device: &Device) -> Result<Conditioning> {
         let (cfg, s) = (self.config(), self.sample_shape());
         let layers = cfg.llama_layers.iter().max().map_or(1, |m| m + 1);
-        let t5 = seeded_normal(
-            &[batch, s.text_len, cfg.caption_channels[0]],
-            seed ^ 0x7e47,
-            DType::F32,
-            device,
-        )?;
+        let t5 = synthetic_text(batch, s.text_len, cfg.caption_channels[0], seed, device)?;
         let llama = seeded_normal(
             &[batch, layers, s.text_len, cfg.caption_channels[1]],
             seed ^ 0x11a3,
             DType::F32,
             device,
         )?;
-        let pooled = seeded_normal(&[batch, cfg.text_emb_dim], seed ^ 0x9001, DType::F32, device)?;
+        let pooled = synthetic_pooled(batch, cfg.text_emb_dim, seed, device)?;
         Ok(Conditioning::new()
             .with(names::ENCODER_HIDDEN_STATES_T5, t5)
             .with(names::ENCODER_HIDDEN_STATES_LLAMA3, llama)

@@ -13,16 +13,18 @@ use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::{Linear, VarBuilder};
 use serde::{Deserialize, Serialize};
 
-use super::hunyuan_video_refiner::{HunyuanVideoTokenRefiner, additive};
+use super::hunyuan_video_refiner::HunyuanVideoTokenRefiner;
 use crate::blocks::joint::{DualStreamJointBlock, JointBlockConfig};
 use crate::blocks::single::{ParallelSingleStreamBlock, SingleBlockConfig};
 use crate::components::attention::JointOrder;
 use crate::components::embeddings::CombinedTimestepTextProj;
+use crate::components::ffn::{Activation, FfnKind};
 use crate::components::linear;
 use crate::components::modulation::AdaLayerNormContinuous;
 use crate::components::norm::NormKind;
-use crate::components::rope::{MultiAxisRope, RopeStyle, RotaryEmbedding};
+use crate::components::rope::{MultiAxisRope, RotaryEmbedding};
 use crate::loader::DiffusersConfig;
+use crate::sample::{VideoSampleShape, additive};
 
 /// The diffusers config of `HunyuanVideoTransformer3DModel`; defaults are diffusers'
 /// constructor defaults (= `hunyuanvideo-community/HunyuanVideo`, T2V).
@@ -196,15 +198,7 @@ impl DiffusersConfig for Config {
 
 /// The joint rotary table of `[img, txt]` from the image table: `text_len` identity rows appended.
 pub fn joint_rotary(image: &RotaryEmbedding, text_len: usize) -> Result<RotaryEmbedding> {
-    let (cos, sin) = image.tables();
-    let half = cos.dim(1)?;
-    let ones = Tensor::ones((text_len, half), cos.dtype(), cos.device())?;
-    let zeros = Tensor::zeros((text_len, half), sin.dtype(), sin.device())?;
-    RotaryEmbedding::new(
-        Tensor::cat(&[cos, &ones], 0)?,
-        Tensor::cat(&[sin, &zeros], 0)?,
-        RopeStyle::Interleaved,
-    )
+    image.with_identity_rows(text_len)
 }
 
 /// diffusers' `HunyuanVideoTransformerBlock`: Design J with `[img, txt]` joint order.
@@ -217,8 +211,14 @@ impl HunyuanVideoTransformerBlock {
     /// Loads the block from `vb` (`transformer_blocks.{i}`).
     pub fn new(heads: usize, head_dim: usize, mlp_ratio: f64, vb: VarBuilder) -> Result<Self> {
         let d = heads * head_dim;
+        let ff = FfnKind::FeedForward {
+            activation: Activation::GeluTanh,
+            inner: (d as f64 * mlp_ratio) as usize,
+            bias: true,
+        };
         let cfg = JointBlockConfig {
-            ff_inner: (d as f64 * mlp_ratio) as usize,
+            ff,
+            ff_context: ff,
             joint_order: JointOrder::ImageFirst,
             ..JointBlockConfig::flux(d, heads, head_dim)
         };
@@ -312,31 +312,6 @@ pub struct HunyuanVideoTransformer3DModel {
     sample: VideoSampleShape,
 }
 
-/// The size of one generation in latent units (frames, rows, columns) and text tokens.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct VideoSampleShape {
-    /// Latent frames.
-    pub frames: usize,
-    /// Latent rows.
-    pub height: usize,
-    /// Latent columns.
-    pub width: usize,
-    /// Text tokens.
-    pub text_len: usize,
-}
-
-impl Default for VideoSampleShape {
-    /// 9 latent frames (33 video frames) of 32×32 latents (256×256 pixels), 32 text tokens.
-    fn default() -> Self {
-        Self {
-            frames: 9,
-            height: 32,
-            width: 32,
-            text_len: 32,
-        }
-    }
-}
-
 impl HunyuanVideoTransformer3DModel {
     /// Builds the model from `vb` (diffusers names at the root of `vb`).
     pub fn new(cfg: Config, vb: VarBuilder) -> Result<Self> {
@@ -401,21 +376,6 @@ impl HunyuanVideoTransformer3DModel {
             sample: VideoSampleShape::default(),
             cfg,
         })
-    }
-
-    /// The config.
-    pub fn config(&self) -> &Config {
-        &self.cfg
-    }
-
-    /// The dual-stream blocks.
-    pub fn transformer_blocks(&self) -> &BlockList<HunyuanVideoTransformerBlock> {
-        &self.transformer_blocks
-    }
-
-    /// The single-stream blocks.
-    pub fn single_transformer_blocks(&self) -> &BlockList<HunyuanVideoSingleTransformerBlock> {
-        &self.single_transformer_blocks
     }
 
     /// The text refiner (`context_embedder`).
@@ -559,3 +519,5 @@ crate::family_model!(
         text_len: 8,
     }
 );
+
+super::model_accessors!(HunyuanVideoTransformer3DModel, transformer_blocks: HunyuanVideoTransformerBlock, single_transformer_blocks: HunyuanVideoSingleTransformerBlock);

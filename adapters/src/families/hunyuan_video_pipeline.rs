@@ -3,11 +3,12 @@
 //! them (timestep in the flow-matching scheduler's 0..1000 scale, guidance × 1000). The
 //! guidance is embedded, so there is one transformer call per step (no separate CFG).
 
-use cachedit_runtime::{Conditioning, Denoiser, seeded_normal};
+use cachedit_runtime::{Conditioning, Denoiser};
 use candle_core::{DType, Device, Result, Tensor};
 
 use super::hunyuan_video::HunyuanVideoTransformer3DModel;
 use crate::registry::FamilyModel;
+use crate::sample::{synthetic_pooled, synthetic_text};
 
 /// Conditioning tensor names HunyuanVideo's `predict` reads.
 pub mod names {
@@ -29,18 +30,8 @@ impl Denoiser for HunyuanVideoTransformer3DModel {
 
     fn synthetic_conditioning(&self, batch: usize, seed: u64, device: &Device) -> Result<Conditioning> {
         let (cfg, s) = (self.config(), self.sample_shape());
-        let text = seeded_normal(
-            &[batch, s.text_len, cfg.text_embed_dim],
-            seed ^ 0x7e47,
-            DType::F32,
-            device,
-        )?;
-        let pooled = seeded_normal(
-            &[batch, cfg.pooled_projection_dim],
-            seed ^ 0x9001,
-            DType::F32,
-            device,
-        )?;
+        let text = synthetic_text(batch, s.text_len, cfg.text_embed_dim, seed, device)?;
+        let pooled = synthetic_pooled(batch, cfg.pooled_projection_dim, seed, device)?;
         let mut c = Conditioning::new()
             .with(names::ENCODER_HIDDEN_STATES, text)
             .with(

@@ -5,19 +5,12 @@
 use candle_core::{D, DType, Module, Result, Tensor};
 use candle_nn::{Linear, VarBuilder};
 
-use crate::components::attention::{Attention, AttentionConfig, JointOrder, QkNorm};
+use crate::components::attention::{Attention, AttentionConfig, AttentionNames, JointOrder, QkNorm};
 use crate::components::embeddings::CombinedTimestepTextProj;
 use crate::components::ffn::{Activation, FeedForward};
 use crate::components::linear;
 use crate::components::norm::{Norm, NormKind};
-
-/// An additive attention mask (0 where `keep` is non-zero, `-inf` elsewhere), in `dtype`.
-pub fn additive(keep: &Tensor, dtype: DType) -> Result<Tensor> {
-    let keep = keep.to_dtype(DType::F32)?.ne(0f32)?;
-    let zeros = keep.zeros_like()?.to_dtype(dtype)?;
-    let neg = Tensor::full(f32::NEG_INFINITY, keep.shape(), keep.device())?.to_dtype(dtype)?;
-    keep.where_cond(&zeros, &neg)
-}
+use crate::sample::additive;
 
 /// diffusers' `HunyuanVideoIndividualTokenRefinerBlock`.
 #[derive(Debug, Clone)]
@@ -57,6 +50,7 @@ impl TokenRefinerBlock {
             context_pre_only: false,
             fused_qkv: false,
             joint_order: JointOrder::TextFirst,
+            names: AttentionNames::DIFFUSERS,
         };
         let inner = (d as f64 * mlp_ratio) as usize;
         Ok(Self {

@@ -2,22 +2,32 @@
 //! `heads × head_dim`, text stream `pooled_projection_dim`) with one cached list,
 //! `transformer_blocks`, Pattern_0. The last block is `context_pre_only`: it returns the text
 //! stream unchanged. The pipeline batches conditional and unconditional inputs (CFG batched).
+//!
+//! The block is design J with Mochi's knobs: `MochiRMSNormZero` modulation (no shifts), RMS
+//! norms in f32 with RMS-normed residual branches gated by `tanh(gate)`, a text stream narrower
+//! than the image stream, no q/k/v biases, SwiGLU FFNs (`net.0.proj`), learned per-head rotary
+//! frequencies on the image tokens, and joint attention over `[img, valid txt]` per sample.
 
-use cachedit_macros::CachedTransformer;
+use cachedit_macros::{CachedTransformer, block_adapter};
 use cachedit_runtime::{BlockList, Streams};
 use candle_core::{D, DType, Module, Result, Tensor};
 use candle_nn::{Linear, VarBuilder};
 use serde::{Deserialize, Serialize};
 
-use super::hunyuan_video::VideoSampleShape;
-use super::hunyuan_video_refiner::additive;
-use super::mochi_blocks::{MochiRotary, MochiTransformerBlock, MochiTransformerBlockArgs};
-use crate::components::attention::scaled_dot_product_attention;
+use crate::blocks::joint::{
+    ClipF16, ContextPreOnly, DualStreamJointBlock, JointBlockConfig, JointBlockNames, JointModulation,
+};
+use crate::blocks::stream::StreamNorm;
+use crate::components::attention::{AttentionExtras, JointOrder, QkNorm, scaled_dot_product_attention};
 use crate::components::embeddings::{Mlp2, Timesteps};
+use crate::components::ffn::{Activation, FfnKind};
 use crate::components::linear;
 use crate::components::modulation::AdaLayerNormContinuous;
 use crate::components::norm::NormKind;
+use crate::components::rope::RotaryEmbedding;
 use crate::loader::DiffusersConfig;
+use crate::sample::VideoSampleShape;
+use crate::sample::additive;
 
 /// The diffusers config of `MochiTransformer3DModel`; defaults are diffusers' constructor
 /// defaults (= `genmo/mochi-1-preview`).
@@ -145,6 +155,137 @@ impl DiffusersConfig for Config {
     }
 }
 
+/// Mochi's rotary tables: `cos`, `sin` `(S, heads, head_dim / 2)` (one frequency set per head),
+/// applied to the image tokens only.
+#[derive(Debug, Clone)]
+pub struct MochiRotary {
+    /// `cos` of the angles.
+    pub cos: Tensor,
+    /// `sin` of the angles.
+    pub sin: Tensor,
+}
+
+impl MochiRotary {
+    /// The per-head table of the joint `[img, txt]` sequence: the text rows are not rotated.
+    pub fn joint(&self, text_len: usize) -> Result<RotaryEmbedding> {
+        let heads_first = |t: &Tensor| t.permute((1, 0, 2));
+        RotaryEmbedding::per_head(heads_first(&self.cos)?, heads_first(&self.sin)?)?
+            .with_identity_rows(text_len)
+    }
+}
+
+/// `MochiTransformerBlock`'s names: `attn1`, and a last block's `norm1_context.linear_1`.
+const NAMES: JointBlockNames = JointBlockNames {
+    txt_mod_pre_only: "norm1_context.linear_1",
+    attn: "attn1",
+    ..JointBlockNames::FLUX
+};
+
+/// Mochi's design-J knobs: image stream `heads × head_dim`, text stream `context_dim`.
+pub fn joint_block_config(heads: usize, head_dim: usize, context_dim: usize, last: bool) -> JointBlockConfig {
+    let dim = heads * head_dim;
+    let swiglu = |d: usize| FfnKind::FeedForward {
+        activation: Activation::SwiGlu,
+        inner: (4 * d * 2) / 3,
+        bias: false,
+    };
+    JointBlockConfig {
+        context_dim,
+        qk_norm: QkNorm::RmsNorm {
+            eps: 1e-5,
+            affine: true,
+        },
+        qkv_bias: false,
+        norm: StreamNorm::RmsTanh { eps: 1e-6 },
+        modulation: JointModulation::RmsZero4,
+        ff: swiglu(dim),
+        ff_context: swiglu(context_dim),
+        joint_order: JointOrder::ImageFirst,
+        names: NAMES,
+        clip_f16: ClipF16::None,
+        context_pre_only: if last {
+            ContextPreOnly::KeepText
+        } else {
+            ContextPreOnly::No
+        },
+        ..JointBlockConfig::flux(dim, heads, head_dim)
+    }
+}
+
+/// diffusers' `MochiTransformerBlock`.
+#[derive(Debug, Clone)]
+pub struct MochiTransformerBlock {
+    inner: DualStreamJointBlock,
+}
+
+impl MochiTransformerBlock {
+    /// Loads the block from `vb` (`transformer_blocks.{i}`); the last block of the model is
+    /// `context_pre_only`.
+    pub fn new(
+        dim: usize,
+        heads: usize,
+        head_dim: usize,
+        context_dim: usize,
+        context_pre_only: bool,
+        vb: VarBuilder,
+    ) -> Result<Self> {
+        debug_assert_eq!(dim, heads * head_dim);
+        let knobs = joint_block_config(heads, head_dim, context_dim, context_pre_only);
+        Ok(Self {
+            inner: DualStreamJointBlock::new(&knobs, vb)?,
+        })
+    }
+}
+
+#[block_adapter(pattern = Pattern_0)]
+impl MochiTransformerBlock {
+    /// Returns `(hidden_states, encoder_hidden_states)`, like diffusers (the last block returns
+    /// the text stream unchanged). `encoder_attention_mask` `(B, T)` (1 = valid prompt token,
+    /// valid tokens first): padded text tokens are neither attended to nor attend (their output
+    /// is zero before `to_add_out`), which equals diffusers' per-sample attention over
+    /// `[img, valid txt]`.
+    pub fn forward(
+        &self,
+        hidden_states: &Tensor,
+        encoder_hidden_states: &Tensor,
+        temb: &Tensor,
+        encoder_attention_mask: Option<&Tensor>,
+        image_rotary_emb: Option<&MochiRotary>,
+    ) -> Result<(Tensor, Tensor)> {
+        let (b, s, _) = hidden_states.dims3()?;
+        let t = encoder_hidden_states.dim(1)?;
+        let rotary = image_rotary_emb.map(|r| r.joint(t)).transpose()?;
+        let keep = match encoder_attention_mask {
+            Some(m) => {
+                let m = m.to_dtype(DType::F32)?.ne(0f32)?.to_dtype(DType::F32)?;
+                Some(Tensor::cat(
+                    &[Tensor::ones((b, s), DType::F32, m.device())?, m],
+                    1,
+                )?)
+            }
+            None => None,
+        };
+        let mask = match &keep {
+            Some(k) => Some(additive(k, hidden_states.dtype())?.reshape((b, 1, 1, s + t))?),
+            None => None,
+        };
+        let extras = AttentionExtras {
+            row_keep: keep.as_ref(),
+            ..AttentionExtras::default()
+        };
+        let (e, h) = self.inner.forward_with(
+            hidden_states,
+            encoder_hidden_states,
+            temb,
+            rotary.as_ref(),
+            mask.as_ref(),
+            extras,
+        )?;
+        let e = e.ok_or_else(|| candle_core::Error::msg("a Mochi block returned no text stream"))?;
+        Ok((h, e))
+    }
+}
+
 /// diffusers' `MochiAttentionPool`: attention of a masked-mean token over the caption.
 #[derive(Debug, Clone)]
 pub struct MochiAttentionPool {
@@ -265,16 +406,6 @@ impl MochiTransformer3DModel {
         })
     }
 
-    /// The config.
-    pub fn config(&self) -> &Config {
-        &self.cfg
-    }
-
-    /// The blocks.
-    pub fn transformer_blocks(&self) -> &BlockList<MochiTransformerBlock> {
-        &self.transformer_blocks
-    }
-
     /// `(temb, caption)`: the timestep embedding plus the attention-pooled caption, and the
     /// caption projected to the text-stream width (`MochiCombinedTimestepCaptionEmbedding`).
     pub fn time_embed(&self, timestep: &Tensor, text: &Tensor, keep: &Tensor) -> Result<(Tensor, Tensor)> {
@@ -374,3 +505,5 @@ crate::family_model!(
         text_len: 8,
     }
 );
+
+super::model_accessors!(MochiTransformer3DModel, transformer_blocks: MochiTransformerBlock);

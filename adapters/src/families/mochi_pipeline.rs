@@ -2,11 +2,12 @@
 //! transformer call, as `MochiPipeline` makes it (timestep as the scheduler gives it; the
 //! pipeline batches conditional and unconditional inputs into one call).
 
-use cachedit_runtime::{Conditioning, Denoiser, seeded_normal};
+use cachedit_runtime::{Conditioning, Denoiser};
 use candle_core::{DType, Device, Result, Tensor};
 
 use super::mochi::MochiTransformer3DModel;
 use crate::registry::FamilyModel;
+use crate::sample::synthetic_text;
 
 /// Conditioning tensor names Mochi's `predict` reads.
 pub mod names {
@@ -24,12 +25,7 @@ impl Denoiser for MochiTransformer3DModel {
 
     fn synthetic_conditioning(&self, batch: usize, seed: u64, device: &Device) -> Result<Conditioning> {
         let (cfg, s) = (self.config(), self.sample_shape());
-        let text = seeded_normal(
-            &[batch, s.text_len, cfg.text_embed_dim],
-            seed ^ 0x7e47,
-            DType::F32,
-            device,
-        )?;
+        let text = synthetic_text(batch, s.text_len, cfg.text_embed_dim, seed, device)?;
         Ok(Conditioning::new().with(names::ENCODER_HIDDEN_STATES, text).with(
             names::ENCODER_ATTENTION_MASK,
             Tensor::ones((batch, s.text_len), DType::F32, device)?,

@@ -1,5 +1,7 @@
 //! The DiT families, as configurations of the shared block designs plus their own embedders,
-//! patchify and rotary tables.
+//! patchify and rotary tables. A family file holds its diffusers config, the design knobs its
+//! blocks set, its weight names, embedders, patchify and rotary tables; its `*_pipeline.rs`
+//! (where it has one) the `Denoiser` glue.
 
 pub mod auraflow;
 pub mod auraflow_blocks;
@@ -16,7 +18,6 @@ pub mod hunyuan_video;
 pub mod hunyuan_video_pipeline;
 pub mod hunyuan_video_refiner;
 pub mod mochi;
-pub mod mochi_blocks;
 pub mod mochi_pipeline;
 pub mod qwen_image;
 pub mod qwen_image_pipeline;
@@ -35,3 +36,24 @@ pub enum ListLayout {
     /// `CACHE_DIT_FLUX_ENABLE_DUMMY_BLOCKS=0`).
     Separate,
 }
+
+/// The accessors every family model has: `config()` (its `cfg` field) and one accessor per
+/// cached block list (a `BlockList` field of the same name).
+macro_rules! model_accessors {
+    ($model:ty, $($list:ident: $block:ty),+ $(,)?) => {
+        impl $model {
+            /// The config.
+            pub fn config(&self) -> &Config {
+                &self.cfg
+            }
+
+            $(
+                #[doc = concat!("The blocks of `", stringify!($list), "`.")]
+                pub fn $list(&self) -> &::cachedit_runtime::BlockList<$block> {
+                    &self.$list
+                }
+            )+
+        }
+    };
+}
+pub(crate) use model_accessors;

@@ -10,8 +10,6 @@ use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::{Linear, VarBuilder};
 use serde::{Deserialize, Serialize};
 
-use super::flux_pipeline::SampleShape;
-use super::hunyuan_video_refiner::additive;
 use crate::blocks::joint::{DualStreamJointBlock, JointBlockConfig};
 use crate::components::embeddings::{Mlp2, Timesteps};
 use crate::components::linear;
@@ -19,6 +17,7 @@ use crate::components::modulation::AdaLayerNormContinuous;
 use crate::components::norm::{Norm, NormKind};
 use crate::components::rope::{RopeStyle, RotaryEmbedding, inverse_frequencies_f32};
 use crate::loader::DiffusersConfig;
+use crate::sample::{SampleShape, additive};
 
 /// The diffusers config of `QwenImageTransformer2DModel` (`transformer/config.json`); defaults
 /// are diffusers' constructor defaults (which are Qwen-Image's).
@@ -406,16 +405,6 @@ impl QwenImageTransformer2DModel {
         })
     }
 
-    /// The config.
-    pub fn config(&self) -> &Config {
-        &self.cfg
-    }
-
-    /// The dual-stream blocks.
-    pub fn transformer_blocks(&self) -> &BlockList<QwenImageTransformerBlock> {
-        &self.transformer_blocks
-    }
-
     /// The `(image, text)` rotary tables (`pos_embed`) for `img_shapes` and `text_len` tokens.
     pub fn rotary_embeddings(
         &self,
@@ -505,3 +494,5 @@ impl StaticBlockLists for QwenImageTransformer2DModel {
 }
 
 crate::family_model!(QwenImageTransformer2DModel, config = Config, sample = SampleShape);
+
+super::model_accessors!(QwenImageTransformer2DModel, transformer_blocks: QwenImageTransformerBlock);

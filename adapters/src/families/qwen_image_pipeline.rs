@@ -3,11 +3,12 @@
 //! The pipeline runs true CFG as two separate calls per step, conditional first (cache-dit
 //! registers QwenImage with `has_separate_cfg`).
 
-use cachedit_runtime::{Conditioning, Denoiser, seeded_normal};
+use cachedit_runtime::{Conditioning, Denoiser};
 use candle_core::{DType, Device, Result, Tensor};
 
 use super::qwen_image::QwenImageTransformer2DModel;
 use crate::registry::FamilyModel;
+use crate::sample::synthetic_text;
 
 /// Conditioning tensor names QwenImage's `predict` reads.
 pub mod names {
@@ -27,12 +28,7 @@ impl Denoiser for QwenImageTransformer2DModel {
     /// padding, so the mask path runs as with a real prompt shorter than the batch's longest.
     fn synthetic_conditioning(&self, batch: usize, seed: u64, device: &Device) -> Result<Conditioning> {
         let (cfg, s) = (self.config(), self.sample_shape());
-        let text = seeded_normal(
-            &[batch, s.text_len, cfg.joint_attention_dim],
-            seed ^ 0x7e47,
-            DType::F32,
-            device,
-        )?;
+        let text = synthetic_text(batch, s.text_len, cfg.joint_attention_dim, seed, device)?;
         let valid = s.text_len - s.text_len / 4;
         let mut mask = vec![1f32; batch * s.text_len];
         mask[valid..s.text_len].fill(0.0);

@@ -4,19 +4,20 @@
 //! block is `context_pre_only`: it returns no text stream (Pattern_1 with `None`).
 
 use cachedit_macros::block_adapter;
-use cachedit_runtime::{BlockList, Conditioning, Denoiser, Streams, seeded_normal};
+use cachedit_runtime::{BlockList, Conditioning, Denoiser, Streams};
 use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::{Linear, VarBuilder};
 use serde::{Deserialize, Serialize};
 
-use crate::components::attention::{Attention, AttentionConfig, JointOrder, QkNorm};
+use crate::blocks::joint::{ClipF16, ContextPreOnly, DualStreamJointBlock, JointBlockConfig};
+use crate::components::attention::{AttentionExtras, JointOrder, QkNorm};
 use crate::components::embeddings::CombinedTimestepTextProj;
-use crate::components::ffn::{Activation, FeedForward};
 use crate::components::linear;
-use crate::components::modulation::{AdaLayerNormContinuous, AdaLayerNormZero, gated_residual, modulate};
-use crate::components::norm::{Norm, NormKind};
+use crate::components::modulation::AdaLayerNormContinuous;
+use crate::components::norm::NormKind;
 use crate::components::patchify::pack_latents;
 use crate::loader::DiffusersConfig;
+use crate::sample::{synthetic_pooled, synthetic_text};
 
 /// The diffusers config of `SD3Transformer2DModel`; defaults are diffusers' constructor defaults.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -194,111 +195,37 @@ impl DiffusersConfig for Config {
     }
 }
 
-/// `SD35AdaLayerNormZeroX`: Linear(dim → 9·dim) chunks `shift, scale, gate` for attention,
-/// the MLP, and the second (image-only) attention.
-#[derive(Debug, Clone)]
-struct AdaLayerNormZeroX {
-    linear: Linear,
-    norm: Norm,
-}
-
-/// The image stream's first norm: adaLN-zero, or adaLN-zero-X with the `attn2` inputs.
-#[derive(Debug, Clone)]
-enum ImageNorm {
-    Zero(AdaLayerNormZero),
-    ZeroX(AdaLayerNormZeroX),
-}
-
-/// The text stream's first norm: adaLN-zero, or (last block) continuous adaLN without gates.
-#[derive(Debug, Clone)]
-enum ContextNorm {
-    Zero(AdaLayerNormZero),
-    Continuous(AdaLayerNormContinuous),
-}
-
-/// diffusers' `JointTransformerBlock` (`attention.py`) with SD3's knobs.
+/// diffusers' `JointTransformerBlock` (`attention.py`): Design J over `[img, txt]` (no rotary)
+/// with Flux's names, FFNs and norms, SD3's q/k norm, no fp16 clip, MMDiT-X's `attn2` in the
+/// `dual_attention_layers`, and a last block that drops the text stream.
 #[derive(Debug, Clone)]
 pub struct JointTransformerBlock {
-    norm1: ImageNorm,
-    norm1_context: ContextNorm,
-    attn: Attention,
-    attn2: Option<Attention>,
-    norm2: Norm,
-    ff: FeedForward,
-    context_ff: Option<(Norm, FeedForward)>,
+    inner: DualStreamJointBlock,
 }
 
 impl JointTransformerBlock {
     /// Loads block `transformer_blocks.{i}` from `vb`.
     pub fn new(cfg: &Config, context_pre_only: bool, dual_attention: bool, vb: VarBuilder) -> Result<Self> {
-        let d = cfg.inner_dim();
-        let ln = || Norm::layer_norm_no_affine(d, 1e-6, vb.dtype(), vb.device());
-        let attn_cfg = AttentionConfig {
+        let knobs = JointBlockConfig {
             qk_norm: cfg.qk(),
-            context_pre_only,
             joint_order: JointOrder::ImageFirst,
-            ..AttentionConfig::flux(
-                d,
-                cfg.num_attention_heads,
-                cfg.attention_head_dim,
-                true,
-                false,
-                1e-6,
-            )
-        };
-        let norm1 = if dual_attention {
-            ImageNorm::ZeroX(AdaLayerNormZeroX {
-                linear: linear(d, 9 * d, true, vb.pp("norm1").pp("linear"))?,
-                norm: ln()?,
-            })
-        } else {
-            ImageNorm::Zero(AdaLayerNormZero::new(d, d, true, 1e-6, vb.pp("norm1"))?)
-        };
-        let no_affine = NormKind::LayerNorm {
-            affine: false,
-            bias: false,
-        };
-        let norm1_context = if context_pre_only {
-            ContextNorm::Continuous(AdaLayerNormContinuous::new(
-                d,
-                d,
-                no_affine,
-                1e-6,
-                true,
-                vb.pp("norm1_context"),
-            )?)
-        } else {
-            ContextNorm::Zero(AdaLayerNormZero::new(d, d, true, 1e-6, vb.pp("norm1_context"))?)
-        };
-        let attn2 = if dual_attention {
-            let c = AttentionConfig {
-                added_kv_proj_dim: None,
-                context_pre_only: false,
-                ..attn_cfg.clone()
-            };
-            Some(Attention::new(c, vb.pp("attn2"))?)
-        } else {
-            None
-        };
-        let ff = |name: &str| FeedForward::new(d, d, 4 * d, Activation::GeluTanh, true, vb.pp(name));
-        Ok(Self {
-            norm1,
-            norm1_context,
-            attn: Attention::new(attn_cfg, vb.pp("attn"))?,
-            attn2,
-            norm2: ln()?,
-            ff: ff("ff")?,
-            context_ff: if context_pre_only {
-                None
+            clip_f16: ClipF16::None,
+            context_pre_only: if context_pre_only {
+                ContextPreOnly::DropText
             } else {
-                Some((ln()?, ff("ff_context")?))
+                ContextPreOnly::No
             },
+            dual_attention,
+            ..JointBlockConfig::flux(cfg.inner_dim(), cfg.num_attention_heads, cfg.attention_head_dim)
+        };
+        Ok(Self {
+            inner: DualStreamJointBlock::new(&knobs, vb)?,
         })
     }
 
     /// Whether the block returns no text stream.
     pub fn context_pre_only(&self) -> bool {
-        self.context_ff.is_none()
+        self.inner.context_pre_only() == ContextPreOnly::DropText
     }
 }
 
@@ -312,50 +239,14 @@ impl JointTransformerBlock {
         encoder_hidden_states: &Tensor,
         temb: &Tensor,
     ) -> Result<(Option<Tensor>, Tensor)> {
-        let (norm_h, m, second) = match &self.norm1 {
-            ImageNorm::Zero(n) => {
-                let (x, m) = n.forward(hidden_states, temb)?;
-                (x, m, None)
-            }
-            ImageNorm::ZeroX(n) => {
-                let emb = n.linear.forward(&candle_nn::ops::silu(temb)?)?;
-                let c = emb.chunk(9, 1)?;
-                let normed = n.norm.forward(hidden_states)?;
-                let x = modulate(&normed, &c[0], &c[1])?;
-                let x2 = modulate(&normed, &c[6], &c[7])?;
-                let m = crate::components::modulation::ZeroMlpModulation {
-                    gate_msa: c[2].clone(),
-                    shift_mlp: c[3].clone(),
-                    scale_mlp: c[4].clone(),
-                    gate_mlp: c[5].clone(),
-                };
-                (x, m, Some((x2, c[8].clone())))
-            }
-        };
-        let (norm_e, c) = match &self.norm1_context {
-            ContextNorm::Zero(n) => {
-                let (x, c) = n.forward(encoder_hidden_states, temb)?;
-                (x, Some(c))
-            }
-            ContextNorm::Continuous(n) => (n.forward(encoder_hidden_states, temb)?, None),
-        };
-        let (attn_out, ctx_out) = self.attn.forward(&norm_h, Some(&norm_e), None, None)?;
-        let mut h = gated_residual(hidden_states, &m.gate_msa, &attn_out)?;
-        if let (Some(attn2), Some((x2, gate2))) = (&self.attn2, second) {
-            let (out2, _) = attn2.forward(&x2, None, None, None)?;
-            h = gated_residual(&h, &gate2, &out2)?;
-        }
-        let ff_in = modulate(&self.norm2.forward(&h)?, &m.shift_mlp, &m.scale_mlp)?;
-        let h = gated_residual(&h, &m.gate_mlp, &self.ff.forward(&ff_in)?)?;
-        let e = match (&self.context_ff, c, ctx_out) {
-            (Some((norm2_context, ff_context)), Some(c), Some(ctx_out)) => {
-                let e = gated_residual(encoder_hidden_states, &c.gate_msa, &ctx_out)?;
-                let ff_in = modulate(&norm2_context.forward(&e)?, &c.shift_mlp, &c.scale_mlp)?;
-                Some(gated_residual(&e, &c.gate_mlp, &ff_context.forward(&ff_in)?)?)
-            }
-            _ => None,
-        };
-        Ok((e, h))
+        self.inner.forward_with(
+            hidden_states,
+            encoder_hidden_states,
+            temb,
+            None,
+            None,
+            AttentionExtras::default(),
+        )
     }
 }
 
@@ -489,16 +380,6 @@ impl SD3Transformer2DModel {
         })
     }
 
-    /// The config.
-    pub fn config(&self) -> &Config {
-        &self.cfg
-    }
-
-    /// The joint blocks.
-    pub fn transformer_blocks(&self) -> &BlockList<JointTransformerBlock> {
-        &self.transformer_blocks
-    }
-
     /// `temb` from `timestep` `(B,)` (scheduler scale, 0..1000) and the pooled text embedding.
     pub fn conditioning(&self, timestep: &Tensor, pooled_projections: &Tensor) -> Result<Tensor> {
         self.time_text_embed.forward(
@@ -556,18 +437,8 @@ impl Denoiser for SD3Transformer2DModel {
     }
 
     fn synthetic_conditioning(&self, batch: usize, seed: u64, device: &Device) -> Result<Conditioning> {
-        let text = seeded_normal(
-            &[batch, self.sample.2, self.cfg.joint_attention_dim],
-            seed ^ 0x7e47,
-            DType::F32,
-            device,
-        )?;
-        let pooled = seeded_normal(
-            &[batch, self.cfg.pooled_projection_dim],
-            seed ^ 0x9001,
-            DType::F32,
-            device,
-        )?;
+        let text = synthetic_text(batch, self.sample.2, self.cfg.joint_attention_dim, seed, device)?;
+        let pooled = synthetic_pooled(batch, self.cfg.pooled_projection_dim, seed, device)?;
         Ok(Conditioning::new()
             .with(names::ENCODER_HIDDEN_STATES, text)
             .with(names::POOLED_PROJECTIONS, pooled))
@@ -600,3 +471,5 @@ crate::family_model!(
     sample = (usize, usize, usize),
     tiny_sample = (8, 8, 16)
 );
+
+super::model_accessors!(SD3Transformer2DModel, transformer_blocks: JointTransformerBlock);

@@ -13,8 +13,10 @@ use candle_core::{DType, Device, Result, Tensor};
 
 use super::ListLayout;
 use super::flux::{self, FluxTransformer2DModel};
-use super::flux_pipeline::{SampleShape, names as flux_names};
+use super::flux_pipeline::names as flux_names;
 use crate::components::patchify::{image_ids, text_ids};
+use crate::sample::SampleShape;
+use crate::sample::{synthetic_pooled, synthetic_text};
 
 /// The transformer config (diffusers' `FluxTransformer2DModel` config).
 pub type Config = flux::Config;
@@ -172,21 +174,11 @@ impl Denoiser for VisualClozeTransformer2DModel {
         let mut c = Conditioning::new()
             .with(
                 names::ENCODER_HIDDEN_STATES,
-                seeded_normal(
-                    &[batch, s.text_len, cfg.joint_attention_dim],
-                    seed ^ 0x7e47,
-                    DType::F32,
-                    device,
-                )?,
+                synthetic_text(batch, s.text_len, cfg.joint_attention_dim, seed, device)?,
             )
             .with(
                 names::POOLED_PROJECTIONS,
-                seeded_normal(
-                    &[batch, cfg.pooled_projection_dim],
-                    seed ^ 0x9001,
-                    DType::F32,
-                    device,
-                )?,
+                synthetic_pooled(batch, cfg.pooled_projection_dim, seed, device)?,
             )
             .with(
                 names::CONDITION_LATENTS,

@@ -8,19 +8,27 @@
 //!   folder loads as is.
 //! - [`demo`]: a small Flux-architecture model trained by cachedit on procedurally drawn shapes,
 //!   embedded in the binary, with its data set, trainer, sampler and PNG helpers.
-//! - [`loader`]: diffusers `transformer/` folders (single or sharded safetensors) with typed errors.
-//! - [`init`]: deterministic seeded weights for tests and demos.
-//! - [`registry`]: building a family registered in `registry.yaml` from a `BuildRequest`.
+//! - [`loader`], [`init`], [`registry`]: the runtime's diffusers loader, seeded weights and
+//!   registry contract (`FamilyModel`, `build_family`), re-exported under their former paths.
 //! - [`sample`]: generation sizes and helpers the families share (synthetic inputs, masks).
 
 pub mod blocks;
 pub mod components;
 pub mod demo;
 pub mod families;
-pub mod init;
-pub mod loader;
-pub mod registry;
 pub mod sample;
+
+/// `family_model!`: implements `FamilyModel` for a family built by `Self::new(cfg, vb)`.
+pub use cachedit_runtime::family_model;
+/// Deterministic seeded weights (the runtime's [`cachedit_runtime::init`]).
+pub use cachedit_runtime::init;
+/// Diffusers `transformer/` folders with typed errors (the runtime's [`cachedit_runtime::loader`]).
+pub use cachedit_runtime::loader;
+
+/// Building a family registered in `registry.yaml` (the runtime's registry contract).
+pub mod registry {
+    pub use cachedit_runtime::registry::{FamilyModel, NamedConfig, build_family};
+}
 
 // Generated registrations name this crate `::cachedit_adapters`, which then also works inside it.
 extern crate self as cachedit_adapters;
@@ -32,4 +40,4 @@ pub use families::ListLayout;
 pub use families::flux::FluxTransformer2DModel;
 pub use init::{SeededBackend, seeded_var_builder};
 pub use loader::{Checkpoint, LoadError};
-pub use registry::{FamilyModel, build_family, link};
+pub use registry::{FamilyModel, build_family};

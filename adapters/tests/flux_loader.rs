@@ -281,7 +281,7 @@ fn config_keys() -> Res<()> {
         .map(|m| m.keys().map(String::as_str).collect())
         .unwrap_or_default();
     keys.sort_unstable();
-    let mut known = <Config as loader::DiffusersConfig>::FIELDS.to_vec();
+    let mut known = <Config as loader::DiffusersConfig>::fields().to_vec();
     known.sort_unstable();
     assert_eq!(keys, known);
     Ok(())

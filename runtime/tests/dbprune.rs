@@ -5,7 +5,7 @@
 
 mod calib_support;
 
-use cachedit_runtime::prune::{BlockRecord, PruneCall};
+use cachedit_runtime::{BlockRecord, PruneCall};
 use cachedit_runtime::{
     Branch, CacheConfig, CacheContext, CacheType, CalibratorConfig, CfgLayout, Reason, Streams, summary,
 };

@@ -107,20 +107,6 @@ impl Config {
 }
 
 impl DiffusersConfig for Config {
-    const FIELDS: &'static [&'static str] = &[
-        "sample_size",
-        "patch_size",
-        "in_channels",
-        "num_mmdit_layers",
-        "num_single_dit_layers",
-        "attention_head_dim",
-        "num_attention_heads",
-        "joint_attention_dim",
-        "caption_projection_dim",
-        "out_channels",
-        "pos_embed_max_size",
-    ];
-
     fn validate(&self) -> std::result::Result<(), String> {
         let positive = [
             ("patch_size", self.patch_size),

@@ -134,20 +134,6 @@ impl Config {
 }
 
 impl DiffusersConfig for Config {
-    const FIELDS: &'static [&'static str] = &[
-        "patch_size",
-        "in_channels",
-        "out_channels",
-        "num_layers",
-        "num_single_layers",
-        "attention_head_dim",
-        "num_attention_heads",
-        "joint_attention_dim",
-        "pooled_projection_dim",
-        "guidance_embeds",
-        "axes_dims_rope",
-    ];
-
     fn validate(&self) -> std::result::Result<(), String> {
         let positive = [
             ("patch_size", self.patch_size),

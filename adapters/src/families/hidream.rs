@@ -124,24 +124,6 @@ impl Config {
 }
 
 impl DiffusersConfig for Config {
-    const FIELDS: &'static [&'static str] = &[
-        "patch_size",
-        "in_channels",
-        "out_channels",
-        "num_layers",
-        "num_single_layers",
-        "attention_head_dim",
-        "num_attention_heads",
-        "caption_channels",
-        "text_emb_dim",
-        "num_routed_experts",
-        "num_activated_experts",
-        "axes_dims_rope",
-        "max_resolution",
-        "llama_layers",
-        "force_inference_output",
-    ];
-
     fn validate(&self) -> std::result::Result<(), String> {
         if [
             self.patch_size,

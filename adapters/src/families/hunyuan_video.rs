@@ -135,26 +135,6 @@ impl Config {
 }
 
 impl DiffusersConfig for Config {
-    const FIELDS: &'static [&'static str] = &[
-        "in_channels",
-        "out_channels",
-        "num_attention_heads",
-        "attention_head_dim",
-        "num_layers",
-        "num_single_layers",
-        "num_refiner_layers",
-        "mlp_ratio",
-        "patch_size",
-        "patch_size_t",
-        "qk_norm",
-        "guidance_embeds",
-        "text_embed_dim",
-        "pooled_projection_dim",
-        "rope_theta",
-        "rope_axes_dim",
-        "image_condition_type",
-    ];
-
     fn validate(&self) -> std::result::Result<(), String> {
         let positive = [
             ("in_channels", self.in_channels),

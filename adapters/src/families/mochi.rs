@@ -114,21 +114,6 @@ impl Config {
 }
 
 impl DiffusersConfig for Config {
-    const FIELDS: &'static [&'static str] = &[
-        "patch_size",
-        "num_attention_heads",
-        "attention_head_dim",
-        "num_layers",
-        "pooled_projection_dim",
-        "in_channels",
-        "out_channels",
-        "qk_norm",
-        "text_embed_dim",
-        "time_embed_dim",
-        "activation_fn",
-        "max_sequence_length",
-    ];
-
     fn validate(&self) -> std::result::Result<(), String> {
         let positive = [
             ("patch_size", self.patch_size),

@@ -121,22 +121,6 @@ impl Config {
 }
 
 impl DiffusersConfig for Config {
-    const FIELDS: &'static [&'static str] = &[
-        "patch_size",
-        "in_channels",
-        "out_channels",
-        "num_layers",
-        "attention_head_dim",
-        "num_attention_heads",
-        "joint_attention_dim",
-        "guidance_embeds",
-        "axes_dims_rope",
-        "pooled_projection_dim",
-        "zero_cond_t",
-        "use_additional_t_cond",
-        "use_layer3d_rope",
-    ];
-
     fn validate(&self) -> std::result::Result<(), String> {
         let positive = [
             ("patch_size", self.patch_size),

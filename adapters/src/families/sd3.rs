@@ -146,22 +146,6 @@ impl Config {
 }
 
 impl DiffusersConfig for Config {
-    const FIELDS: &'static [&'static str] = &[
-        "sample_size",
-        "patch_size",
-        "in_channels",
-        "num_layers",
-        "attention_head_dim",
-        "num_attention_heads",
-        "joint_attention_dim",
-        "caption_projection_dim",
-        "pooled_projection_dim",
-        "out_channels",
-        "pos_embed_max_size",
-        "dual_attention_layers",
-        "qk_norm",
-    ];
-
     fn validate(&self) -> std::result::Result<(), String> {
         let positive = [
             ("sample_size", self.sample_size),

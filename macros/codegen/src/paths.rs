@@ -83,22 +83,20 @@ fn absolute(found: FoundCrate, own_name: &str) -> TokenStream {
     quote!(::#ident)
 }
 
-/// Where the registrations of `register_families!` find the runtime (`FamilyEntry`,
-/// `inventory`) and the adapters (`FamilyModel`, `build_family`).
+/// Where the registrations of `register_families!` find the runtime: `FamilyEntry`,
+/// `inventory`, and the registry contract (`FamilyModel`, `build_family`) its pipeline layer
+/// holds.
 #[derive(Debug, Clone)]
 pub struct RegistryPaths {
     /// The runtime crate.
     pub runtime: TokenStream,
-    /// The adapters crate.
-    pub adapters: TokenStream,
 }
 
 impl RegistryPaths {
-    /// Through the facade at `root`: `root::__private::{runtime, adapters}`.
+    /// Through the facade at `root`: `root::__private::runtime`.
     pub fn facade(root: impl ToTokens) -> Self {
         Self {
             runtime: quote!(#root::__private::runtime),
-            adapters: quote!(#root::__private::adapters),
         }
     }
 
@@ -108,23 +106,19 @@ impl RegistryPaths {
     }
 
     /// Resolves the paths from the invoking crate's `Cargo.toml`: the facade if it is a
-    /// dependency, else `cachedit-runtime` and `cachedit-adapters` (the adapters crate itself
-    /// names itself `::cachedit_adapters` with `extern crate self as cachedit_adapters`).
+    /// dependency, else `cachedit-runtime`.
     pub fn from_manifest() -> syn::Result<Self> {
         if let Ok(found) = crate_name("cachedit") {
             return Ok(Self::facade(absolute(found, "cachedit")));
         }
-        let missing = || {
+        let runtime = crate_name("cachedit-runtime").map_err(|_| {
             syn::Error::new(
                 Span::call_site(),
                 "register_families! needs the `cachedit` crate: add it to [dependencies]",
             )
-        };
-        let runtime = crate_name("cachedit-runtime").map_err(|_| missing())?;
-        let adapters = crate_name("cachedit-adapters").map_err(|_| missing())?;
+        })?;
         Ok(Self {
             runtime: absolute(runtime, "cachedit_runtime"),
-            adapters: absolute(adapters, "cachedit_adapters"),
         })
     }
 }

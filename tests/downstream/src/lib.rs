@@ -41,9 +41,7 @@ impl ToyConfig {
     }
 }
 
-impl DiffusersConfig for ToyConfig {
-    const FIELDS: &'static [&'static str] = &["dim", "num_layers"];
-}
+impl DiffusersConfig for ToyConfig {}
 
 /// A residual MLP block.
 #[derive(Debug)]

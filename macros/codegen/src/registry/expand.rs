@@ -31,7 +31,6 @@ pub fn expand(registry: &Registry, file: Option<&Path>, paths: &RegistryPaths) -
 
 fn entry(index: usize, f: &Family, paths: &RegistryPaths) -> TokenStream {
     let rt = &paths.runtime;
-    let ad = &paths.adapters;
     let name = &f.name;
     let model = &f.model;
     let model_str = quote!(#model).to_string().replace(' ', "");
@@ -76,7 +75,7 @@ fn entry(index: usize, f: &Family, paths: &RegistryPaths) -> TokenStream {
         const _: () = {
             #[allow(non_camel_case_types)]
             type #model_alias = crate::#model;
-            type Config = <#model_alias as #ad::registry::FamilyModel>::Config;
+            type Config = <#model_alias as #rt::registry::FamilyModel>::Config;
 
             #[allow(non_snake_case)]
             fn #tiny_fn() -> Config {
@@ -99,7 +98,7 @@ fn entry(index: usize, f: &Family, paths: &RegistryPaths) -> TokenStream {
             );
 
             fn build(request: &#rt::registry::BuildRequest) -> #rt::registry::BuildResult {
-                #ad::registry::build_family::<#model_alias>(
+                #rt::registry::build_family::<#model_alias>(
                     #name,
                     request,
                     #tiny_fn,

@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail by panicking
 
 use cachedit::{
-    BlockListDecl, BuildRequest, CachedTransformer as _, ConfigSource, ForwardPattern, enable_cache, lookup,
+    BlockListDecl, BuildRequest, ConfigSource, ForwardPattern, enable_cache, lookup,
     summary,
 };
 

@@ -4,10 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail by panicking
 
-use cachedit::{
-    BlockListDecl, BuildRequest, ConfigSource, ForwardPattern, enable_cache, lookup,
-    summary,
-};
+use cachedit::{BlockListDecl, BuildRequest, ConfigSource, ForwardPattern, enable_cache, lookup, summary};
 
 #[test]
 fn registered_after_cachedits_families() {

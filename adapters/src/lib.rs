@@ -25,11 +25,12 @@ pub mod sample;
 // Generated registrations name this crate `::cachedit_adapters`, which then also works inside it.
 extern crate self as cachedit_adapters;
 
-// The families of `registry.yaml` (at the repository root), as `inventory` registrations.
+// The families of `registry.yaml` (at the repository root), as `inventory` registrations, and
+// `link()`, which binaries call to keep them (the `cachedit` facade does).
 cachedit_macros::register_families!("../registry.yaml");
 
 pub use families::ListLayout;
 pub use families::flux::FluxTransformer2DModel;
 pub use init::{SeededBackend, seeded_var_builder};
 pub use loader::{Checkpoint, LoadError};
-pub use registry::{FamilyModel, build_family, link};
+pub use registry::{FamilyModel, build_family};

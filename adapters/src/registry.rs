@@ -147,9 +147,3 @@ pub fn build_family<M: FamilyModel>(
         None => model,
     }))
 }
-
-/// Makes sure this crate, and so its registrations, is linked: call it (or write
-/// `use cachedit_adapters as _;`) from binaries and tests that read the registry without
-/// naming anything else of this crate. The `cachedit` facade does it for its users.
-#[inline(never)]
-pub fn link() {}

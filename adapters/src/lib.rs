@@ -33,7 +33,8 @@ pub mod registry {
 // Generated registrations name this crate `::cachedit_adapters`, which then also works inside it.
 extern crate self as cachedit_adapters;
 
-// The families of `registry.yaml` (at the repository root), as `inventory` registrations.
+// The families of `registry.yaml` (at the repository root), as `inventory` registrations, and
+// `link()`, which binaries call to keep them (the `cachedit` facade does).
 cachedit_macros::register_families!("../registry.yaml");
 
 pub use families::ListLayout;

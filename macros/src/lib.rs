@@ -68,6 +68,12 @@ pub fn patch_functor(args: TokenStream, item: TokenStream) -> TokenStream {
 /// included as `field.list`); `name = "..."` (the list's name or the nested prefix);
 /// `modify(fn_compute_blocks = 1, .., calibrator = expr)` (default overrides for the list,
 /// applied by `enable_cache` unless the caller passes its own).
+///
+/// It also implements `StaticBlockLists` (the lists' names and patterns as constants, which
+/// `register_families!` checks a `registry.yaml` entry against, or takes when the entry has no
+/// `block_lists`), so the lists are declared once, as the `BlockList<Block>` fields. Not for a
+/// struct with a `nested` field or a list field written other than `BlockList<Block>` (an
+/// alias): such a model implements `StaticBlockLists` by hand if it is registered.
 #[proc_macro_derive(CachedTransformer, attributes(cached))]
 pub fn derive_cached_transformer(input: TokenStream) -> TokenStream {
     cachedit_codegen::derive_cached_transformer(input.into(), CratePath::from_manifest).into()
@@ -80,10 +86,20 @@ pub fn derive_cached_transformer(input: TokenStream) -> TokenStream {
 /// Checked at compile time, with messages naming the entry and the key: the YAML's schema
 /// (unknown keys, patterns, CFG layouts, schedulers, duplicate keys or names), that the model
 /// type and its config constructors exist, and that the declared `block_lists` equal the
-/// model's `StaticBlockLists::BLOCK_LISTS`. The crate is rebuilt when the YAML changes.
+/// model's `StaticBlockLists::BLOCK_LISTS` (an entry without `block_lists` takes the model's).
+/// The crate is rebuilt when the YAML changes.
+///
+/// It also generates `pub fn link()` at the crate root. A program only contains the crates it
+/// names, so when a library crate registers families, every binary or test that looks them up
+/// without naming anything else of that crate calls `that_crate::link()` once first; without
+/// it `lookup` answers "no registered family matches" (and says so).
 ///
 /// ```ignore
+/// // in the library crate `my_families`:
 /// cachedit::register_families!("registry.yaml");
+/// // in the binary:
+/// my_families::link();
+/// let family = cachedit::lookup("MyDiTPipeline")?;
 /// ```
 #[proc_macro]
 pub fn register_families(input: TokenStream) -> TokenStream {

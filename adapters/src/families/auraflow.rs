@@ -9,7 +9,7 @@
 //! the list boundary (families.md §3).
 
 use cachedit_macros::CachedTransformer;
-use cachedit_runtime::{BlockList, Conditioning, Denoiser, ForwardPattern, StaticBlockLists, Streams};
+use cachedit_runtime::{BlockList, Conditioning, Denoiser, Streams};
 use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::{Linear, VarBuilder};
 use serde::{Deserialize, Serialize};
@@ -331,12 +331,6 @@ impl Denoiser for AuraFlowTransformer2DModel {
         self.forward(latents, cond.get(names::ENCODER_HIDDEN_STATES)?, &t)?
             .to_dtype(latents.dtype())
     }
-}
-
-/// cache-dit's AuraFlow adapter: `single_transformer_blocks` only, Pattern_3.
-impl StaticBlockLists for AuraFlowTransformer2DModel {
-    const BLOCK_LISTS: &'static [(&'static str, ForwardPattern)] =
-        &[("single_transformer_blocks", ForwardPattern::Pattern_3)];
 }
 
 crate::family_model!(AuraFlowTransformer2DModel, config = Config, sample = SampleShape);

@@ -485,16 +485,6 @@ impl ChromaTransformer2DModel {
     }
 }
 
-impl cachedit_runtime::StaticBlockLists for ChromaTransformer2DModel {
-    const BLOCK_LISTS: &'static [(&'static str, cachedit_runtime::ForwardPattern)] = {
-        use cachedit_runtime::ForwardPattern;
-        &[
-            ("transformer_blocks", ForwardPattern::Pattern_1),
-            ("single_transformer_blocks", ForwardPattern::Pattern_3),
-        ]
-    };
-}
-
 crate::family_model!(
     ChromaTransformer2DModel,
     config = Config,

@@ -433,16 +433,6 @@ impl HiDreamImageTransformer2DModel {
     }
 }
 
-impl cachedit_runtime::StaticBlockLists for HiDreamImageTransformer2DModel {
-    const BLOCK_LISTS: &'static [(&'static str, cachedit_runtime::ForwardPattern)] = {
-        use cachedit_runtime::ForwardPattern;
-        &[
-            ("double_stream_blocks", ForwardPattern::Pattern_0),
-            ("single_stream_blocks", ForwardPattern::Pattern_3),
-        ]
-    };
-}
-
 crate::family_model!(
     HiDreamImageTransformer2DModel,
     config = Config,

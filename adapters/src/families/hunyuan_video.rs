@@ -482,16 +482,6 @@ impl HunyuanVideoTransformer3DModel {
     }
 }
 
-impl cachedit_runtime::StaticBlockLists for HunyuanVideoTransformer3DModel {
-    const BLOCK_LISTS: &'static [(&'static str, cachedit_runtime::ForwardPattern)] = {
-        use cachedit_runtime::ForwardPattern;
-        &[
-            ("transformer_blocks", ForwardPattern::Pattern_0),
-            ("single_transformer_blocks", ForwardPattern::Pattern_0),
-        ]
-    };
-}
-
 crate::family_model!(
     HunyuanVideoTransformer3DModel,
     config = Config,

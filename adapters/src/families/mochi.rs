@@ -472,13 +472,6 @@ impl MochiTransformer3DModel {
     }
 }
 
-impl cachedit_runtime::StaticBlockLists for MochiTransformer3DModel {
-    const BLOCK_LISTS: &'static [(&'static str, cachedit_runtime::ForwardPattern)] = {
-        use cachedit_runtime::ForwardPattern;
-        &[("transformer_blocks", ForwardPattern::Pattern_0)]
-    };
-}
-
 crate::family_model!(
     MochiTransformer3DModel,
     config = Config,

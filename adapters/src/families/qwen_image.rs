@@ -5,7 +5,7 @@
 //! cache-dit caches one Pattern_1 list, `transformer_blocks`, with separate CFG calls.
 
 use cachedit_macros::{CachedTransformer, block_adapter};
-use cachedit_runtime::{BlockList, ForwardPattern, StaticBlockLists, Streams};
+use cachedit_runtime::{BlockList, Streams};
 use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::{Linear, VarBuilder};
 use serde::{Deserialize, Serialize};
@@ -473,12 +473,6 @@ impl QwenImageTransformer2DModel {
             .forward(Streams::new(hidden, encoder), &args)?;
         self.head(&out.hidden, &temb)
     }
-}
-
-/// One Pattern_1 list, `transformer_blocks`, as in cache-dit.
-impl StaticBlockLists for QwenImageTransformer2DModel {
-    const BLOCK_LISTS: &'static [(&'static str, ForwardPattern)] =
-        &[("transformer_blocks", ForwardPattern::Pattern_1)];
 }
 
 crate::family_model!(QwenImageTransformer2DModel, config = Config, sample = SampleShape);

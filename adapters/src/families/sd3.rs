@@ -441,14 +441,7 @@ impl Denoiser for SD3Transformer2DModel {
     }
 }
 
-/// The generation size is `(latent height, latent width, text length)`.
-impl cachedit_runtime::StaticBlockLists for SD3Transformer2DModel {
-    const BLOCK_LISTS: &'static [(&'static str, cachedit_runtime::ForwardPattern)] = {
-        use cachedit_runtime::ForwardPattern;
-        &[("transformer_blocks", ForwardPattern::Pattern_1)]
-    };
-}
-
+// The generation size is `(latent height, latent width, text length)`.
 crate::family_model!(
     SD3Transformer2DModel,
     config = Config,

@@ -24,7 +24,9 @@ use crate::types;
 const NAME: &str = "patch_functor";
 
 /// Expands `#[patch_functor(args)] item`. Never fails: on a misfit it emits the function as
-/// written (less the `#[block_index]` markers) followed by the errors.
+/// written (less the `#[block_index]` markers), the errors and, when the wrapped block's type
+/// and the wrapper's name are known, the wrapper with a stand-in `CachedBlock` impl, so that
+/// code using the wrapper adds no errors of its own.
 pub fn patch_functor(
     args: TokenStream,
     item: TokenStream,
@@ -54,13 +56,19 @@ pub fn patch_functor(
     let sig = item.sig.clone();
     signature::strip_index_attrs(&mut item.sig);
     let generated = generate(&item, &sig, &args, default_paths, &mut errors);
-    let tokens = match errors.finish(generated) {
-        Ok(generated) => generated.unwrap_or_default(),
-        Err(e) => e.into_compile_error(),
+    let tokens = match errors.finish(()) {
+        Ok(()) => generated.unwrap_or_default(),
+        Err(e) => {
+            let mut tokens = e.into_compile_error();
+            tokens.extend(generated);
+            tokens
+        }
     };
     quote!(#item #tokens)
 }
 
+/// The wrapper and its impl when `errors` stays empty, else the wrapper with a stand-in impl
+/// (when the wrapped type, the wrapper's name and a pattern are known).
 fn generate(
     item: &ItemFn,
     sig: &syn::Signature,
@@ -68,7 +76,17 @@ fn generate(
     default_paths: impl FnOnce() -> syn::Result<CratePath>,
     errors: &mut Errors,
 ) -> Option<TokenStream> {
-    let block = errors.ok(signature::analyze(sig, args.pattern?, Leading::Block))?;
+    let (block, fits) = match args.pattern {
+        Some(pattern) => {
+            let block = signature::analyze(sig, pattern, Leading::Block, errors);
+            (block, errors.is_empty())
+        }
+        None => {
+            let pattern = signature::fitting_pattern(sig, Leading::Block)?;
+            let block = signature::analyze(sig, pattern, Leading::Block, &mut Errors::default());
+            (block, false)
+        }
+    };
     let paths = errors.ok(args.paths(default_paths))?;
     let wrapper = args.wrapper.clone()?;
     let inner = block.block.clone()?;
@@ -86,7 +104,11 @@ fn generate(
         callee: Callee::Functor(sig.ident.clone()),
         macro_name: "#[patch_functor]",
     };
-    let cached_block = expand::expand(&block, &target, &paths);
+    let cached_block = if fits {
+        expand::expand(&block, &target, &paths)
+    } else {
+        expand::stand_in(&block, &target, &paths)
+    };
     Some(quote! {
         #[doc = #doc]
         #vis struct #wrapper(#vis #inner);

@@ -31,6 +31,9 @@ const NAMES: [(&str, Pattern); 6] = [
 ];
 
 impl Pattern {
+    /// The six patterns, in order.
+    pub const ALL: [Self; 6] = [Self::P0, Self::P1, Self::P2, Self::P3, Self::P4, Self::P5];
+
     /// Reads `Pattern_N` (also as the last segment of a path such as `ForwardPattern::Pattern_1`).
     pub fn parse(path: &syn::Path) -> syn::Result<Self> {
         let Some(last) = path.segments.last() else {

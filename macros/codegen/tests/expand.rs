@@ -249,7 +249,8 @@ fn runtime_paths() {
     insta::assert_snapshot!(pretty(out));
 }
 
-/// A misfit emits the impl as written next to the errors (all of them).
+/// A misfit emits the impl as written next to the errors (all of them), and a stand-in
+/// `CachedBlock` impl so that uses of the block add no errors.
 #[test]
 fn misfit_keeps_the_impl() {
     insta::assert_snapshot!(adapter(
@@ -257,6 +258,37 @@ fn misfit_keeps_the_impl() {
         quote! {
             impl Block {
                 fn forward(&self, hidden_states: &Tensor, #[block_index] i: usize) -> Result<Tensor> {
+                    todo!()
+                }
+            }
+        }
+    ));
+}
+
+/// A misfit whose arguments could be read: the stand-in keeps the `Args` struct, so the literal
+/// that passes them adds no error either.
+#[test]
+fn misfit_keeps_the_args() {
+    insta::assert_snapshot!(adapter(
+        quote!(pattern = Pattern_1),
+        quote! {
+            impl JointBlock {
+                pub fn forward(&self, hidden: &Tensor, encoder: &Tensor, temb: &Tensor) -> Result<Tensor> {
+                    todo!()
+                }
+            }
+        }
+    ));
+}
+
+/// Without a valid pattern argument, the stand-in takes the pattern the signature fits.
+#[test]
+fn misfit_without_pattern_stands_in_with_the_fitting_one() {
+    insta::assert_snapshot!(adapter(
+        quote!(pattern = Pattern_7),
+        quote! {
+            impl SingleBlock {
+                pub fn forward(&self, hidden: &Tensor, temb: &Tensor) -> Result<Tensor> {
                     todo!()
                 }
             }
@@ -322,6 +354,17 @@ fn derive_nested() {
     }));
 }
 
+/// A generic model: the `StaticBlockLists` impl requires its lists' blocks to be blocks.
+#[test]
+fn derive_generic() {
+    insta::assert_snapshot!(derive(quote! {
+        pub struct Model<B> where B: Send {
+            blocks: BlockList<B>,
+            refiner: BlockList<RefinerBlock>,
+        }
+    }));
+}
+
 // ---- #[patch_functor] ----
 
 /// HiDream's double blocks: each appends its own Llama layer to the text stream and trims it.
@@ -350,6 +393,21 @@ fn patch_functor_hidream() {
     insta::assert_snapshot!(pretty(out));
 }
 
+/// A misfit still generates the wrapper, with a stand-in impl, so code using it adds no errors.
+#[test]
+fn functor_misfit_keeps_the_wrapper() {
+    let out = patch_functor(
+        quote!(pattern = Pattern_3, wrapper = Single),
+        quote! {
+            fn single(block: &Inner, hidden: &Tensor, #[block_index] index: u32, scale: f64) -> Result<Tensor> {
+                todo!()
+            }
+        },
+        || Ok(CratePath::cachedit()),
+    );
+    insta::assert_snapshot!(pretty(out));
+}
+
 // ---- register_families!: one registry.yaml entry ----
 
 #[test]
@@ -366,6 +424,25 @@ fn registry_entry_flux() {
     configs:
       FLUX.1-dev: dev
       FLUX.1-schnell: schnell
+    tiny: tiny
+",
+        "registry.yaml",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let tokens =
+        cachedit_codegen::registry::expand(&registry, None, &cachedit_codegen::RegistryPaths::cachedit());
+    insta::assert_snapshot!(pretty(tokens));
+}
+
+/// An entry without `block_lists` takes the model's `StaticBlockLists`.
+#[test]
+fn registry_entry_lists_from_the_model() {
+    let registry = cachedit_codegen::registry::parse(
+        "families:
+  - name: ToyDiT
+    model: ToyTransformer
+    cfg: none
+    scheduler: flow_match_euler
     tiny: tiny
 ",
         "registry.yaml",

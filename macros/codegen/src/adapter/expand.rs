@@ -52,6 +52,34 @@ pub(crate) fn expand(block: &BlockFn, target: &Target, paths: &CratePath) -> Tok
     quote!(#args_struct #impl_)
 }
 
+/// What is emitted next to the errors of a misfit: the `Args` struct as far as the signature
+/// could be read, and a `CachedBlock` impl that is never run (the crate does not compile), so
+/// that `BlockList<Block>`, its `forward` and the `Args` literal add no errors of their own
+/// (rustc would list every type implementing `CachedBlock`, the runtime's included).
+pub(crate) fn stand_in(block: &BlockFn, target: &Target, paths: &CratePath) -> TokenStream {
+    let (rt, candle) = (paths.rt(), paths.candle());
+    let (args_struct, args_ty) = args_struct(block, target);
+    let self_ty = &target.self_ty;
+    let pattern = block.pattern.ident();
+    quote! {
+        #args_struct
+        #[automatically_derived]
+        impl #rt::CachedBlock for #self_ty {
+            const PATTERN: #rt::ForwardPattern = #rt::ForwardPattern::#pattern;
+            type Args<'a> = #args_ty;
+
+            fn forward_streams(
+                &self,
+                _: #rt::Streams,
+                _: &Self::Args<'_>,
+                _: usize,
+            ) -> #candle::Result<#rt::Streams> {
+                ::core::unreachable!("a stand-in emitted next to a compile error")
+            }
+        }
+    }
+}
+
 fn args_struct(block: &BlockFn, target: &Target) -> (TokenStream, TokenStream) {
     let fields: Vec<_> = block.fields().collect();
     if fields.is_empty() {

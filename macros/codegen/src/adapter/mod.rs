@@ -20,8 +20,9 @@ const NAME: &str = "block_adapter";
 const METHOD: &str = "forward";
 
 /// Expands `#[block_adapter(args)] item`. Never fails: on a misfit it emits the impl as written
-/// (less the `#[block_index]` markers) followed by the errors, so the rest of the crate still
-/// compiles and only the misfit is reported.
+/// (less the `#[block_index]` markers), the errors, and a stand-in `CachedBlock` impl and
+/// `Args` struct (tokio's `#[tokio::main]` and thiserror do the same), so the rest of the crate
+/// still compiles and only the misfit is reported.
 pub fn block_adapter(
     args: TokenStream,
     item: TokenStream,
@@ -41,21 +42,27 @@ pub fn block_adapter(
         }
     };
     let generated = generate(&mut item, &args, default_paths, &mut errors);
-    let tokens = match errors.finish(generated) {
-        Ok(Some(generated)) => generated,
-        Ok(None) => TokenStream::new(),
-        Err(e) => e.into_compile_error(),
+    let tokens = match errors.finish(()) {
+        Ok(()) => generated.unwrap_or_default(),
+        Err(e) => {
+            let mut tokens = e.into_compile_error();
+            tokens.extend(generated);
+            tokens
+        }
     };
     quote!(#item #tokens)
 }
 
+/// The generated items when `errors` stays empty, else the stand-in (when the block's type and
+/// a pattern are known).
 fn generate(
     item: &mut ItemImpl,
     args: &MacroArgs,
     default_paths: impl FnOnce() -> syn::Result<CratePath>,
     errors: &mut Errors,
 ) -> Option<TokenStream> {
-    if !item.generics.params.is_empty() {
+    let generic = !item.generics.params.is_empty();
+    if generic {
         errors.spanned(
             &item.generics,
             "`#[block_adapter]` does not support generic blocks: put it on an impl of a concrete \
@@ -89,7 +96,6 @@ fn generate(
     };
     let sig = forward.sig.clone();
     signature::strip_index_attrs(&mut forward.sig);
-    let block = errors.ok(signature::analyze(&sig, args.pattern?, Leading::SelfRef))?;
     let paths = errors.ok(args.paths(default_paths))?;
     let callee = match &item.trait_ {
         Some((path, _)) => Callee::TraitMethod(path.clone(), sig.ident.clone()),
@@ -101,5 +107,17 @@ fn generate(
         callee,
         macro_name: "#[block_adapter]",
     };
+    let Some(pattern) = args.pattern else {
+        // The pattern argument is missing or wrong (already reported): stand in with the
+        // pattern the signature fits, if any.
+        let pattern = signature::fitting_pattern(&sig, Leading::SelfRef)?;
+        let block = signature::analyze(&sig, pattern, Leading::SelfRef, &mut Errors::default());
+        return (!generic).then(|| expand::stand_in(&block, &target, &paths));
+    };
+    let block = signature::analyze(&sig, pattern, Leading::SelfRef, errors);
+    if !errors.is_empty() {
+        // A generic impl's stand-in would be one more error.
+        return (!generic).then(|| expand::stand_in(&block, &target, &paths));
+    }
     Some(expand::expand(&block, &target, &paths))
 }

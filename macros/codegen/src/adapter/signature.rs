@@ -81,21 +81,22 @@ impl BlockFn {
     }
 }
 
-/// Checks `sig` against `pattern`, reporting every misfit.
-pub(crate) fn analyze(sig: &Signature, pattern: Pattern, leading: Leading) -> syn::Result<BlockFn> {
-    let mut errors = Errors::default();
+/// Checks `sig` against `pattern`, recording every misfit in `errors`, and returns the reading
+/// of the signature: exact when nothing was recorded, else the best guess, which the stand-in
+/// emitted next to the errors uses so that code using the block adds no errors of its own.
+pub(crate) fn analyze(sig: &Signature, pattern: Pattern, leading: Leading, errors: &mut Errors) -> BlockFn {
     let name = &sig.ident;
     let expected = expected_signature(name, pattern, leading);
-    check_qualifiers(sig, &mut errors);
+    check_qualifiers(sig, errors);
 
     let mut inputs = sig.inputs.iter().peekable();
     let block = match leading {
         Leading::SelfRef => {
             let receiver = inputs.next_if(|i| matches!(i, FnArg::Receiver(_)));
-            check_receiver(sig, receiver, &mut errors);
+            check_receiver(sig, receiver, errors);
             None
         }
-        Leading::Block => check_block_param(sig, inputs.next(), &expected, &mut errors),
+        Leading::Block => check_block_param(sig, inputs.next(), &expected, errors),
     };
 
     let streams = Streams {
@@ -104,9 +105,9 @@ pub(crate) fn analyze(sig: &Signature, pattern: Pattern, leading: Leading) -> sy
         leading,
         expected: &expected,
     };
-    let hidden = streams.param(inputs.next(), Stream::Hidden, &mut errors);
+    let hidden = streams.param(inputs.next(), Stream::Hidden, errors);
     let encoder = if pattern.takes_encoder() {
-        let encoder = streams.param(inputs.next(), Stream::Encoder, &mut errors);
+        let encoder = streams.param(inputs.next(), Stream::Encoder, errors);
         Some(encoder.unwrap_or(StreamType::Ref))
     } else {
         None
@@ -115,14 +116,13 @@ pub(crate) fn analyze(sig: &Signature, pattern: Pattern, leading: Leading) -> sy
     let mut rest = Vec::new();
     let mut index_seen = false;
     for input in inputs {
-        if let Some(p) = rest_param(input, name, &mut index_seen, &mut errors) {
+        if let Some(p) = rest_param(input, name, &mut index_seen, errors) {
             rest.push(p);
         }
     }
-    let output = check_output(sig, pattern, &mut errors);
+    let output = check_output(sig, pattern, errors);
 
-    errors.finish(())?;
-    Ok(BlockFn {
+    BlockFn {
         pattern,
         block,
         hidden: hidden.unwrap_or(StreamType::Ref),
@@ -132,6 +132,15 @@ pub(crate) fn analyze(sig: &Signature, pattern: Pattern, leading: Leading) -> sy
             fallible: true,
             encoder: None,
         }),
+    }
+}
+
+/// The first pattern `sig` fits, for the stand-in when the pattern argument is missing or wrong.
+pub(crate) fn fitting_pattern(sig: &Signature, leading: Leading) -> Option<Pattern> {
+    Pattern::ALL.into_iter().find(|p| {
+        let mut errors = Errors::default();
+        analyze(sig, *p, leading, &mut errors);
+        errors.is_empty()
     })
 }
 

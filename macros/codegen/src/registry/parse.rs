@@ -20,7 +20,8 @@ pub struct Family {
     pub name: String,
     /// The model's type path relative to the crate root.
     pub model: syn::Path,
-    /// The cached lists.
+    /// The cached lists; empty when the entry leaves them to the model (its
+    /// `StaticBlockLists`, which `#[derive(CachedTransformer)]` implements).
     pub block_lists: Vec<BlockListSpec>,
     /// The CFG layout.
     pub cfg: CfgSpec,
@@ -76,7 +77,8 @@ struct RawRegistry {
 struct RawFamily {
     name: String,
     model: Spanned<String>,
-    block_lists: Vec<Spanned<RawList>>,
+    #[serde(default)]
+    block_lists: Option<Vec<Spanned<RawList>>>,
     cfg: Spanned<String>,
     scheduler: Spanned<String>,
     #[serde(default)]
@@ -176,16 +178,18 @@ fn validate(f: RawFamily, line: u64, file: &str) -> Result<Family, String> {
                 ),
             )
         })?;
-    if f.block_lists.is_empty() {
+    if f.block_lists.as_ref().is_some_and(Vec::is_empty) {
         return Err(err(
             "block_lists",
             line,
-            "at least one cached block list is required".into(),
+            "at least one cached block list is required (or leave the key out to take the \
+             model's lists)"
+                .into(),
         ));
     }
     let mut block_lists = Vec::new();
     let mut names = BTreeSet::new();
-    for l in f.block_lists {
+    for l in f.block_lists.unwrap_or_default() {
         let at = l.referenced.line();
         let l = l.value;
         let pattern = PATTERNS
@@ -346,5 +350,19 @@ mod tests {
         assert!(e.contains("`model`"), "{e}");
         let e = error(&FLUX.replace("tiny: tiny", "tiny: 'not an ident'"));
         assert!(e.contains("`tiny`"), "{e}");
+    }
+
+    #[test]
+    fn block_lists_may_be_left_to_the_model() -> Result<(), String> {
+        let listed = "    block_lists:\n      - { name: transformer_blocks, pattern: Pattern_1 }\n";
+        assert!(FLUX.contains(listed));
+        let r = parse(&FLUX.replace(listed, ""), "registry.yaml")?;
+        assert!(r.families[0].block_lists.is_empty());
+        let e = error(&FLUX.replace(listed, "    block_lists: []\n"));
+        assert!(
+            e.contains("entry `Flux` (line 2): `block_lists`: at least one cached block list"),
+            "{e}"
+        );
+        Ok(())
     }
 }

@@ -8,7 +8,8 @@ use crate::paths::CratePath;
 use crate::transformer::attrs::Modify;
 use crate::transformer::model::{Entry, EntryKind, Plan};
 
-/// The impl, plus a compile-time check that chained lists share a pattern.
+/// The impl, its `StaticBlockLists` (when every list's block type is written out), plus a
+/// compile-time check that chained lists share a pattern.
 pub(crate) fn expand(input: &DeriveInput, plan: &Plan, paths: &CratePath) -> TokenStream {
     let rt = paths.rt();
     let name = &input.ident;
@@ -23,9 +24,13 @@ pub(crate) fn expand(input: &DeriveInput, plan: &Plan, paths: &CratePath) -> Tok
     });
     let modifiers = default_modifiers(plan);
     let checks: Vec<_> = plan.entries.iter().filter_map(pattern_check).collect();
+    let statics = static_block_lists(input, plan);
     let mut imports = vec![quote!(CachedListInfo), quote!(CachedTransformer)];
-    if !checks.is_empty() {
+    if !checks.is_empty() || statics.is_some() {
         imports.push(quote!(CachedBlock));
+    }
+    if statics.is_some() {
+        imports.extend([quote!(ForwardPattern), quote!(StaticBlockLists)]);
     }
     if cfg.is_some() {
         imports.push(quote!(CfgLayout));
@@ -51,9 +56,46 @@ pub(crate) fn expand(input: &DeriveInput, plan: &Plan, paths: &CratePath) -> Tok
                 #cfg
                 #modifiers
             }
+            #statics
             #(#checks)*
         };
     }
+}
+
+/// `impl StaticBlockLists`: the cached lists' names and patterns as constants, which
+/// `register_families!` checks a `registry.yaml` entry against (or takes, when the entry leaves
+/// them out), so a model declares its lists once, as its `BlockList` fields. `None` when a
+/// pattern is not known from the tokens: a nested transformer (its lists' names are built at
+/// run time) or a list field not written as `BlockList<Block>`; such a model implements the
+/// trait by hand.
+fn static_block_lists(input: &DeriveInput, plan: &Plan) -> Option<TokenStream> {
+    let blocks = plan
+        .entries
+        .iter()
+        .map(|e| e.block.as_ref())
+        .collect::<Option<Vec<_>>>()?;
+    let name = &input.ident;
+    let (impl_generics, ty_generics, where_clause) = input.generics.split_for_impl();
+    // A generic struct's lists may hold its parameters: the impl needs them to be blocks.
+    let mut where_clause = where_clause.cloned();
+    if !input.generics.params.is_empty() {
+        let predicates = &mut where_clause
+            .get_or_insert_with(|| syn::parse_quote!(where))
+            .predicates;
+        for block in &blocks {
+            predicates.push(syn::parse_quote!(#block: CachedBlock));
+        }
+    }
+    let lists = plan.entries.iter().zip(&blocks).map(|(e, block)| {
+        let list = &e.name;
+        quote!((#list, <#block as CachedBlock>::PATTERN))
+    });
+    Some(quote! {
+        #[automatically_derived]
+        impl #impl_generics StaticBlockLists for #name #ty_generics #where_clause {
+            const BLOCK_LISTS: &'static [(&'static str, ForwardPattern)] = &[#(#lists),*];
+        }
+    })
 }
 
 /// A stand-in impl emitted next to the errors, so uses of the model do not add errors of their

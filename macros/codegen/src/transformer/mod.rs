@@ -4,7 +4,8 @@
 //! options); `#[cached(lists(a, b))]` names them explicitly instead. Field options chain two
 //! fields into one cached list (FLUX.1), include a nested transformer's lists under a prefix
 //! (Wan 2.2's `transformer` and `transformer_2`), rename or skip a list, and declare default
-//! per-list overrides; the struct option `cfg = ..` declares the model's CFG layout.
+//! per-list overrides; the struct option `cfg = ..` declares the model's CFG layout. The lists'
+//! names and patterns also become the model's `StaticBlockLists` constants, for the registry.
 
 mod attrs;
 mod expand;

@@ -26,6 +26,9 @@ pub(crate) struct Entry {
     pub kind: EntryKind,
     /// Default overrides for the list (or for each list of a nested transformer).
     pub modify: Option<Modify>,
+    /// The list's block type, `B` of `BlockList<B>` (the first list's for a chain); `None` for a
+    /// nested transformer or a field not written as `BlockList<B>`.
+    pub block: Option<Type>,
 }
 
 /// The kinds of entries.
@@ -231,10 +234,15 @@ fn entry(field: &Field, fields: &[Field], generic: bool, errors: &mut Errors) ->
         .name
         .as_ref()
         .map_or_else(|| field.ident.to_string(), syn::LitStr::value);
+    let block = match kind {
+        EntryKind::Nested => None,
+        _ => types::generic_arg(&field.ty, "BlockList").cloned(),
+    };
     Some(Entry {
         field: field.ident.clone(),
         name,
         kind,
         modify: a.modify.clone(),
+        block,
     })
 }

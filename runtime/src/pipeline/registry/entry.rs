@@ -152,9 +152,11 @@ pub fn lookup_in<'e>(
 }
 
 /// The cached lists a model type declares at compile time, checked against `registry.yaml`
-/// by a `const` assertion in the generated registration, and against `cached_lists()` by
-/// `tests/registry.rs`. Implemented by hand next to the model (with its default layout where
-/// the layout is chosen at run time).
+/// by a `const` assertion in the generated registration (or taken as the entry's lists when
+/// it leaves them out), and against `cached_lists()` by `tests/registry.rs`.
+/// `#[derive(CachedTransformer)]` implements it from the `BlockList` fields; a model that lists
+/// its blocks by hand implements it by hand (with its default layout where the layout is
+/// chosen at run time).
 pub trait StaticBlockLists {
     /// `(list name, pattern)` of each cached list, in `cached_lists()` order.
     const BLOCK_LISTS: &'static [(&'static str, ForwardPattern)];
@@ -243,6 +245,14 @@ mod tests {
             lookup_in(&entries, "FluxPipeline"),
             Err(RegistryError::UnknownFamily { .. })
         ));
+    }
+
+    #[test]
+    fn unknown_family_says_how_to_link_a_registering_crate() {
+        let e = lookup_in(&[&FLUX], "ToyDiTPipeline").map(|e| e.name);
+        let message = e.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(message.starts_with("no registered family matches `ToyDiTPipeline` (supported: Flux)"));
+        assert!(message.contains("call `that_crate::link()`"), "{message}");
     }
 
     #[test]

@@ -22,7 +22,8 @@
 //!
 //! **Linking.** A crate whose registrations nobody names is dropped by the linker and its
 //! families vanish; binaries and tests reading the registry must reference the crates that
-//! register (the `cachedit` facade does it for `cachedit-adapters`).
+//! register, by calling the `link()` that `register_families!` generates at each registering
+//! crate's root (the `cachedit` facade does it for `cachedit-adapters`).
 
 pub mod entry;
 pub mod family;

@@ -307,7 +307,7 @@ fn run_drives_any_registered_family_with_its_cfg_layout() {
     // Real (diffusers-written) weights of a non-Flux family, and its config.json as a config.
     let chroma = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/adapters/tests/fixtures/chroma_tiny/transformer"
+        "/../adapters/tests/fixtures/chroma_tiny/transformer"
     );
     let o = cachedit(&[
         "run",

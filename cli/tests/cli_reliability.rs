@@ -252,7 +252,7 @@ fn integer_and_misshapen_inputs_name_the_tensor() {
 
 /// A copy of the Chroma fixture's weights folder with one tensor replaced by `edit`.
 fn weights_copy(dir: &Path, edit: impl FnOnce(&Tensor) -> Tensor) -> (PathBuf, String) {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("adapters/tests/fixtures/chroma_tiny/transformer");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../adapters/tests/fixtures/chroma_tiny/transformer");
     let dst = dir.join("transformer");
     std::fs::create_dir_all(&dst).unwrap();
     std::fs::copy(src.join("config.json"), dst.join("config.json")).unwrap();
@@ -434,7 +434,7 @@ fn error_chains_print_each_cause_once() {
 fn config_json_sizes_are_bounded() {
     let dir = tempfile::tempdir().unwrap();
     let src = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("adapters/tests/fixtures/chroma_tiny/transformer/config.json");
+        .join("../adapters/tests/fixtures/chroma_tiny/transformer/config.json");
     let mut json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(src).unwrap()).unwrap();
     json["axes_dims_rope"] = serde_json::json!([u64::MAX, 4, 8]);
     let cfg = dir.path().join("config.json");

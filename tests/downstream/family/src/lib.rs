@@ -1,13 +1,16 @@
-//! A crate outside cachedit that registers its own toy family from its own `registry.yaml`,
-//! with the same `register_families!` as cachedit's adapters, without touching cachedit's
-//! registry.
+//! A library crate outside cachedit that registers its own toy family from its own
+//! `registry.yaml`, with the same `register_families!` as cachedit's adapters, without touching
+//! cachedit's registry.
+//!
+//! The block lists are declared once, as the model's `BlockList` field:
+//! `#[derive(CachedTransformer)]` turns it into the model's `StaticBlockLists`, and the YAML
+//! entry leaves `block_lists` out, so the registration takes them from the model.
+//! `register_families!` also generates [`link`], which a program that looks the family up
+//! calls (see `../app`).
 
 use cachedit::adapters::FamilyModel;
 use cachedit::adapters::loader::DiffusersConfig;
-use cachedit::{
-    BlockList, CachedTransformer, Conditioning, Denoiser, ForwardPattern, StaticBlockLists, Streams,
-    block_adapter, seeded_normal,
-};
+use cachedit::{BlockList, CachedTransformer, Conditioning, Denoiser, Streams, block_adapter, seeded_normal};
 use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::{Linear, VarBuilder};
 use serde::{Deserialize, Serialize};
@@ -64,10 +67,6 @@ pub struct ToyTransformer {
     blocks: BlockList<ToyBlock>,
     /// Tokens per generation.
     tokens: usize,
-}
-
-impl StaticBlockLists for ToyTransformer {
-    const BLOCK_LISTS: &'static [(&'static str, ForwardPattern)] = &[("blocks", ForwardPattern::Pattern_3)];
 }
 
 impl FamilyModel for ToyTransformer {

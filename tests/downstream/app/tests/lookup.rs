@@ -1,12 +1,14 @@
-//! The downstream family is registered next to cachedit's own, after them, and builds.
+//! The family that the library crate `cachedit_downstream_example` registers, seen from this
+//! separate crate after `link()`: registered next to cachedit's own, after them, with the block
+//! lists of its model, and it builds and caches.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail by panicking
 
-use cachedit::{BuildRequest, ConfigSource, enable_cache, lookup, summary};
-use cachedit_downstream_example as _;
+use cachedit::{BlockListDecl, BuildRequest, ConfigSource, ForwardPattern, enable_cache, lookup, summary};
 
 #[test]
 fn registered_after_cachedits_families() {
+    cachedit_downstream_example::link();
     let (count, names) = cachedit::supported_pipelines();
     assert_eq!(names.last().map(String::as_str), Some("ToyDiT*"));
     assert!(names.contains(&"Flux*".to_owned()));
@@ -18,8 +20,31 @@ fn registered_after_cachedits_families() {
     assert!(cachedit::runtime::registry::duplicates().is_empty());
 }
 
+/// The YAML entry has no `block_lists`: the registration took the model's, which
+/// `#[derive(CachedTransformer)]` derived from its one `BlockList<ToyBlock>` field.
+#[test]
+fn block_lists_come_from_the_model() {
+    cachedit_downstream_example::link();
+    let toy = lookup("ToyDiT").unwrap();
+    assert_eq!(
+        toy.block_lists,
+        [BlockListDecl {
+            name: "blocks",
+            pattern: ForwardPattern::Pattern_3
+        }]
+    );
+    let model = toy.build(&BuildRequest::tiny(1)).unwrap();
+    let lists = model.cached_lists();
+    assert_eq!(lists.len(), 1);
+    assert_eq!(
+        (lists[0].name.as_str(), lists[0].pattern),
+        ("blocks", ForwardPattern::Pattern_3)
+    );
+}
+
 #[test]
 fn builds_and_caches_with_its_defaults() {
+    cachedit_downstream_example::link();
     let toy = lookup("ToyDiT").unwrap();
     let model = toy.build(&BuildRequest::tiny(1)).unwrap();
     assert_eq!(model.latent_shape(2), [2, 4, 8]);

@@ -5,8 +5,8 @@
 
 mod harness;
 
-use cachedit_adapters::families::mochi::MochiTransformer3DModel;
 use cachedit_adapters::families::mochi::MochiRotary;
+use cachedit_adapters::families::mochi::MochiTransformer3DModel;
 use harness::prelude::*;
 
 type Model = MochiTransformer3DModel;

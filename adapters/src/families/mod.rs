@@ -23,6 +23,9 @@ pub mod qwen_image;
 pub mod qwen_image_pipeline;
 pub mod sd3;
 pub mod visualcloze;
+pub mod wan;
+pub mod wan_moe;
+pub mod wan_pipeline;
 
 /// How a model with a dual-stream list followed by a single-stream list exposes them to the
 /// cache engine.

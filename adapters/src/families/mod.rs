@@ -8,6 +8,8 @@ pub mod auraflow_blocks;
 pub mod bria;
 pub mod chroma;
 pub mod chroma_pipeline;
+pub mod cogvideox;
+pub mod cogvideox_pipeline;
 pub mod flux;
 pub mod flux_bfl;
 pub mod flux_pipeline;

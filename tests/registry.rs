@@ -161,6 +161,7 @@ fn built_families_are_registered_in_cache_dit_order() {
     let ours = [
         "Flux",
         "Mochi",
+        "CogVideoX",
         "HunyuanVideo",
         "QwenImage",
         "StableDiffusion3",
@@ -189,6 +190,7 @@ fn built_families_are_registered_in_cache_dit_order() {
         ("ChromaImg2ImgPipeline", "Chroma"),
         ("HiDreamImagePipeline", "HiDream"),
         ("MochiPipeline", "Mochi"),
+        ("CogVideoXImageToVideoPipeline", "CogVideoX"),
         ("BriaPipeline", "Bria"),
     ] {
         assert_eq!(lookup(class).unwrap().name, family);

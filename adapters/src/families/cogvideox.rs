@@ -281,10 +281,15 @@ impl DiffusersConfig for Config {
             );
         }
         if !self.use_rotary_positional_embeddings && self.use_learned_positional_embeddings {
-            return Err("learned positional embeddings need `use_rotary_positional_embeddings` (as in diffusers)".into());
+            return Err(
+                "learned positional embeddings need `use_rotary_positional_embeddings` (as in diffusers)"
+                    .into(),
+            );
         }
         if self.use_rotary_positional_embeddings && !(self.attention_head_dim / 8).is_multiple_of(2) {
-            return Err("rotary positions need `attention_head_dim / 8` even (3-D split t: d/4, h, w: 3d/8)".into());
+            return Err(
+                "rotary positions need `attention_head_dim / 8` even (3-D split t: d/4, h, w: 3d/8)".into(),
+            );
         }
         if !self.use_rotary_positional_embeddings && !self.inner_dim().is_multiple_of(16) {
             return Err("the 3-D sin-cos table needs `heads × head_dim` divisible by 16".into());
@@ -342,7 +347,14 @@ enum Positions {
 /// `(frames·h·w, dim)` rows in `(frame, row, col)` order: per row `[temporal (dim/4),
 /// spatial (3·dim/4)]`, the spatial part `[column half, row half]`, each half `[sin, cos]`.
 /// Positions are f32 divisions like diffusers', the angles f64, the result f32.
-pub fn sincos_3d_table(dim: usize, frames: usize, h: usize, w: usize, spatial_scale: f64, temporal_scale: f64) -> Vec<f32> {
+pub fn sincos_3d_table(
+    dim: usize,
+    frames: usize,
+    h: usize,
+    w: usize,
+    spatial_scale: f64,
+    temporal_scale: f64,
+) -> Vec<f32> {
     let sincos = |d: usize, pos: f64, out: &mut Vec<f32>| {
         let half = d / 2;
         let omega = |i: usize| 1.0 / 10000f64.powf(i as f64 / (d as f64 / 2.0));
@@ -391,14 +403,23 @@ fn linspace(start: f64, end: f64, n: usize) -> Vec<f64> {
 
 /// diffusers' `get_3d_rotary_pos_embed(head_dim, …)` from per-axis positions: channels split
 /// `t: d/4, h: 3d/8, w: 3d/8`, θ = 10⁴, interleaved, rows in `(frame, row, col)` order.
-pub fn rotary_3d(head_dim: usize, t: &[f64], h: &[f64], w: &[f64], device: &candle_core::Device) -> Result<RotaryEmbedding> {
+pub fn rotary_3d(
+    head_dim: usize,
+    t: &[f64],
+    h: &[f64],
+    w: &[f64],
+    device: &candle_core::Device,
+) -> Result<RotaryEmbedding> {
     let (dt, dh) = (head_dim / 4, head_dim / 8 * 3);
     let (tc, ts) = rotary_angles_1d(dt, t, 1e4);
     let (hc, hs) = rotary_angles_1d(dh, h, 1e4);
     let (wc, ws) = rotary_angles_1d(dh, w, 1e4);
     let (qt, qh) = (dt / 2, dh / 2);
     let n = t.len() * h.len() * w.len();
-    let (mut cos, mut sin) = (Vec::with_capacity(n * head_dim / 2), Vec::with_capacity(n * head_dim / 2));
+    let (mut cos, mut sin) = (
+        Vec::with_capacity(n * head_dim / 2),
+        Vec::with_capacity(n * head_dim / 2),
+    );
     for f in 0..t.len() {
         for r in 0..h.len() {
             for c in 0..w.len() {
@@ -442,13 +463,21 @@ impl CogVideoXTransformer3DModel {
     /// Builds the model from `vb` (diffusers names at the root of `vb`).
     pub fn new(cfg: Config, vb: VarBuilder) -> Result<Self> {
         cfg.validate().map_err(candle_core::Error::msg)?;
-        let (d, p, pt, c) = (cfg.inner_dim(), cfg.patch_size, cfg.temporal_patch(), cfg.in_channels);
+        let (d, p, pt, c) = (
+            cfg.inner_dim(),
+            cfg.patch_size,
+            cfg.temporal_patch(),
+            cfg.in_channels,
+        );
         let pe = vb.pp("patch_embed");
         let patch_in = c * pt * p * p;
         let patch_proj = match cfg.patch_size_t {
             // Conv2d with kernel = stride = p is a linear map over packed `(C, p, p)` patches.
             None => {
-                let w = pe.pp("proj").get((d, c, p, p), "weight")?.reshape((d, patch_in))?;
+                let w = pe
+                    .pp("proj")
+                    .get((d, c, p, p), "weight")?
+                    .reshape((d, patch_in))?;
                 let b = cfg.patch_bias.then(|| pe.pp("proj").get(d, "bias")).transpose()?;
                 Linear::new(w, b)
             }
@@ -536,11 +565,17 @@ impl CogVideoXTransformer3DModel {
 
     /// `CogVideoXPatchEmbed`: `(text, image)` tokens `(B, T, D)`, `(B, F'·h·w, D)` of
     /// `encoder_hidden_states` and `hidden_states` `(B, F, C, H, W)`, positions added.
-    pub fn patch_embed(&self, encoder_hidden_states: &Tensor, hidden_states: &Tensor) -> Result<(Tensor, Tensor)> {
+    pub fn patch_embed(
+        &self,
+        encoder_hidden_states: &Tensor,
+        hidden_states: &Tensor,
+    ) -> Result<(Tensor, Tensor)> {
         let (b, f, c, h, w) = hidden_states.dims5()?;
         let (p, pt) = (self.cfg.patch_size, self.cfg.temporal_patch());
         if !h.is_multiple_of(p) || !w.is_multiple_of(p) || !f.is_multiple_of(pt) {
-            candle_core::bail!("latents of {f} frames of {h}x{w} are not divisible into {pt}x{p}x{p} patches");
+            candle_core::bail!(
+                "latents of {f} frames of {h}x{w} are not divisible into {pt}x{p}x{p} patches"
+            );
         }
         let (fp, hp, wp) = (f / pt, h / p, w / p);
         let tokens = hidden_states
@@ -549,7 +584,9 @@ impl CogVideoXTransformer3DModel {
             .permute([0, 1, 4, 6, 3, 2, 5, 7])?
             .reshape((b, fp * hp * wp, c * pt * p * p))?;
         let image = self.patch_proj.forward(&tokens)?;
-        let text = self.text_proj.forward(&encoder_hidden_states.to_dtype(self.dtype)?)?;
+        let text = self
+            .text_proj
+            .forward(&encoder_hidden_states.to_dtype(self.dtype)?)?;
         match &self.positions {
             Positions::None => Ok((text, image)),
             Positions::SinCos => {
@@ -563,7 +600,8 @@ impl CogVideoXTransformer3DModel {
                     cfg.spatial_interpolation_scale,
                     cfg.temporal_interpolation_scale,
                 );
-                let table = Tensor::from_vec(table, (1, fp * hp * wp, d), image.device())?.to_dtype(self.dtype)?;
+                let table =
+                    Tensor::from_vec(table, (1, fp * hp * wp, d), image.device())?.to_dtype(self.dtype)?;
                 Ok((text, image.broadcast_add(&table)?))
             }
             Positions::Learned(table) => {

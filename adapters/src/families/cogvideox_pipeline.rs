@@ -9,9 +9,9 @@ use cachedit_runtime::{Conditioning, Denoiser};
 use candle_core::{DType, Device, Result, Tensor};
 
 use super::cogvideox::CogVideoXTransformer3DModel;
-use cachedit_runtime::seeded_normal;
 use crate::registry::FamilyModel;
 use crate::sample::synthetic_text;
+use cachedit_runtime::seeded_normal;
 
 /// Conditioning tensor names CogVideoX's `predict` reads.
 pub mod names {
@@ -45,7 +45,10 @@ impl Denoiser for CogVideoXTransformer3DModel {
             0 => cond,
             c => {
                 let shape = [batch, s.frames, c, s.height, s.width];
-                cond.with(names::IMAGE_LATENTS, seeded_normal(&shape, seed ^ 0x1a7e, DType::F32, device)?)
+                cond.with(
+                    names::IMAGE_LATENTS,
+                    seeded_normal(&shape, seed ^ 0x1a7e, DType::F32, device)?,
+                )
             }
         })
     }
@@ -55,7 +58,13 @@ impl Denoiser for CogVideoXTransformer3DModel {
         let p = self.config().patch_size;
         let x = match self.image_channels() {
             0 => latents.clone(),
-            _ => Tensor::cat(&[latents, &cond.get(names::IMAGE_LATENTS)?.to_dtype(latents.dtype())?], 2)?,
+            _ => Tensor::cat(
+                &[
+                    latents,
+                    &cond.get(names::IMAGE_LATENTS)?.to_dtype(latents.dtype())?,
+                ],
+                2,
+            )?,
         };
         let ofs = match self.config().ofs_embed_dim {
             Some(_) => Some(Tensor::new(&[I2V_OFS], latents.device())?),

@@ -20,6 +20,7 @@ pub use cachedit_runtime::*;
 
 pub mod demo;
 pub mod export;
+pub mod inputs;
 
 /// The registered families, like cache-dit's `supported_pipelines()`: their number and their
 /// names suffixed with `*`, in registration order (`registry.yaml`'s, then other crates').

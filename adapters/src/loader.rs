@@ -144,6 +144,12 @@ pub fn parse_config<C: DiffusersConfig>(json: &str, path: &Path) -> Result<C, Lo
                 known: C::FIELDS.to_vec(),
             });
         }
+        if let Some(n) = too_large(&v) {
+            return Err(LoadError::InvalidConfig {
+                path: Some(path.to_path_buf()),
+                reason: format!("`{key}` holds {n}, more than the largest size accepted, {MAX_CONFIG_INT}"),
+            });
+        }
         fields.insert(key, v);
     }
     let cfg: C =
@@ -156,6 +162,27 @@ pub fn parse_config<C: DiffusersConfig>(json: &str, path: &Path) -> Result<C, Lo
         reason,
     })?;
     Ok(cfg)
+}
+
+/// The largest integer a `config.json` may hold. Published configs stay far below (sizes in
+/// the thousands); bounding every value keeps the sizes and products the families compute from
+/// them from overflowing.
+pub const MAX_CONFIG_INT: u64 = 1 << 20;
+
+/// An integer in `v` (or in its arrays) beyond [`MAX_CONFIG_INT`] either way.
+fn too_large(v: &serde_json::Value) -> Option<String> {
+    match v {
+        serde_json::Value::Number(n) => {
+            let big = match (n.as_u64(), n.as_i64()) {
+                (Some(u), _) => u > MAX_CONFIG_INT,
+                (None, Some(i)) => i.unsigned_abs() > MAX_CONFIG_INT,
+                (None, None) => false,
+            };
+            big.then(|| n.to_string())
+        }
+        serde_json::Value::Array(items) => items.iter().find_map(too_large),
+        _ => None,
+    }
 }
 
 /// Reads and parses a diffusers `config.json`.

@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::ConfigError;
+use crate::limits::MAX_CALIBRATOR_HISTORY;
 
 /// The SVD precisions cache-dit's DMD accepts.
 pub const DMD_SVD_PRECISIONS: [&str; 3] = ["low", "medium", "high"];
@@ -118,6 +119,16 @@ impl CalibratorConfig {
     /// it keeps the last computed value, like no calibrator, but honours
     /// `calibrator_cache_type` (cache-dit names it `NONE`).
     pub fn validate(&self) -> Result<(), ConfigError> {
+        let kept = match &self.kind {
+            CalibratorKind::TaylorSeer { taylorseer_order } => Some(("taylorseer_order", *taylorseer_order)),
+            CalibratorKind::Dmd { dmd_history, .. } => Some(("dmd_history", *dmd_history)),
+            CalibratorKind::FoCa => None,
+        };
+        if let Some((field, found)) = kept
+            && found > MAX_CALIBRATOR_HISTORY
+        {
+            return Err(ConfigError::HistoryTooLong { field, found });
+        }
         if let CalibratorKind::Dmd {
             dmd_history,
             dmd_ridge,
@@ -189,5 +200,16 @@ mod tests {
             })
         );
         assert!(with(2, 0.0, "low").validate().is_ok());
+        assert_eq!(
+            with(MAX_CALIBRATOR_HISTORY + 1, 1e-8, "medium").validate(),
+            Err(ConfigError::HistoryTooLong {
+                field: "dmd_history",
+                found: MAX_CALIBRATOR_HISTORY + 1
+            })
+        );
+        assert!(matches!(
+            CalibratorConfig::taylorseer(usize::MAX).validate(),
+            Err(ConfigError::HistoryTooLong { .. })
+        ));
     }
 }

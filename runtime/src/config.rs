@@ -196,6 +196,12 @@ impl CacheConfig {
         if self.num_inference_steps == Some(0) {
             return Err(ConfigError::ZeroInferenceSteps);
         }
+        if let Some(found) = self.num_inference_steps {
+            crate::limits::check_steps(found, |found| ConfigError::TooManySteps {
+                field: "num_inference_steps",
+                found,
+            })?;
+        }
         if self.force_refresh_step_hint == Some(0) {
             return Err(ConfigError::ZeroRefreshHint);
         }
@@ -203,6 +209,10 @@ impl CacheConfig {
             if mask.is_empty() {
                 return Err(ConfigError::EmptyStepMask);
             }
+            crate::limits::check_steps(mask.len(), |found| ConfigError::TooManySteps {
+                field: "steps_computation_mask",
+                found,
+            })?;
             if let Some((index, &value)) = mask.iter().enumerate().find(|(_, v)| **v > 1) {
                 return Err(ConfigError::StepMaskValue { index, value });
             }
@@ -271,6 +281,9 @@ impl CacheConfig {
 fn check_threshold(field: &'static str, value: f64) -> Result<(), ConfigError> {
     if value.is_nan() || value < 0.0 {
         return Err(ConfigError::InvalidThreshold { field, value });
+    }
+    if value.is_infinite() {
+        return Err(ConfigError::NonFiniteOption { field, value });
     }
     Ok(())
 }

@@ -65,6 +65,16 @@ pub fn downsample_last_dim(x: &Tensor, k: usize) -> Result<Tensor> {
     x.index_select(&picks, last)?.contiguous()
 }
 
+/// Whether every element of `t` is finite (no NaN, no infinity): one sum, read back to the host.
+/// The sum runs in f32 at least, so only values whose total passes 3.4e38 read as infinite.
+pub fn all_finite(t: &Tensor) -> Result<bool> {
+    if !t.dtype().is_float() {
+        return Ok(true);
+    }
+    let sum = widen(t)?.sum_all()?.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+    Ok(sum.is_finite())
+}
+
 /// Reductions run in f32 at least, as torch's do for half types (a bf16 sum would lose the
 /// small differences the threshold is about).
 fn widen(t: &Tensor) -> Result<Tensor> {

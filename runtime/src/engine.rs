@@ -23,7 +23,9 @@ pub struct CallRecord {
     pub cached: bool,
     /// Why.
     pub reason: Reason,
-    /// The diff recorded, if the call reached the similarity check.
+    /// The diff recorded, if the call reached the similarity check. In JSON a non-finite diff
+    /// is the string `"NaN"`, `"inf"` or `"-inf"`, so it reads apart from `null` (no diff).
+    #[serde(serialize_with = "serialize_diff")]
     pub diff: Option<f64>,
     /// The threshold in force.
     pub threshold: f64,
@@ -31,6 +33,35 @@ pub struct CallRecord {
     pub refreshed: Option<&'static str>,
     /// DBPrune: the decision of every block (empty under DBCache).
     pub blocks: Vec<crate::prune::BlockRecord>,
+}
+
+/// Writes a diff for JSON, which has no NaN (serde_json would write `null`, the same as a call
+/// without a diff): non-finite values as the strings `"NaN"`, `"inf"` and `"-inf"`.
+pub fn serialize_diff<S: serde::Serializer>(
+    diff: &Option<f64>,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    match diff {
+        Some(d) if d.is_nan() => s.serialize_str("NaN"),
+        Some(d) if d.is_infinite() => s.serialize_str(if *d > 0.0 { "inf" } else { "-inf" }),
+        Some(d) => s.serialize_some(d),
+        None => s.serialize_none(),
+    }
+}
+
+/// A cached list's Fn blocks produced NaN or infinite values: the run has gone wrong, and the
+/// decision would compare garbage, so it stops here instead of returning an all-NaN result.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "step {step}, block list `{list}` ({branch:?} branch): the residual of the first      Fn_compute_blocks holds NaN or infinite values (check the inputs, weights and dtype)"
+)]
+pub struct NonFiniteError {
+    /// The block list.
+    pub list: String,
+    /// The pipeline step.
+    pub step: usize,
+    /// The CFG branch.
+    pub branch: Branch,
 }
 
 /// Runs one call of a cached list under `ctx`.
@@ -56,6 +87,15 @@ pub fn forward(
     };
     ctx.mark_step_begin();
     let mut decision = ctx.can_cache(&probe)?;
+    // A non-finite diff also comes from an all-zero reference (0/0, computed as before), so the
+    // probe is only inspected then: the common path pays nothing.
+    if decision.diff.is_some_and(|d| !d.is_finite()) && !crate::diff::all_finite(&probe)? {
+        return Err(candle_core::Error::wrap(NonFiniteError {
+            list: ctx.name().to_string(),
+            step: ctx.current_step().max(0) as usize,
+            branch: ctx.active_branch(),
+        }));
+    }
     if decision.cached && !ctx.cache_fits(&s) {
         decision = Decision {
             cached: false,
@@ -93,4 +133,36 @@ pub fn forward(
     clock.finish(ctx.host_time_mut());
     tracing::trace!(list = %record.list, step = record.step, cached = record.cached, reason = ?record.reason, diff = ?record.diff, "cache decision");
     Ok((s, record))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(diff: Option<f64>) -> serde_json::Value {
+        let r = CallRecord {
+            list: "blocks".into(),
+            call: 0,
+            step: 0,
+            branch: Branch::NonCfg,
+            cached: false,
+            reason: Reason::AboveThreshold,
+            diff,
+            threshold: 0.1,
+            refreshed: None,
+            blocks: Vec::new(),
+        };
+        serde_json::to_value(r).unwrap_or_default()["diff"].clone()
+    }
+
+    /// JSON has no NaN: serde_json would write `null`, which reads as a warmup call without a
+    /// diff.
+    #[test]
+    fn a_nan_diff_reads_apart_from_no_diff_in_json() {
+        assert_eq!(record(None), serde_json::Value::Null);
+        assert_eq!(record(Some(f64::NAN)), "NaN");
+        assert_eq!(record(Some(f64::INFINITY)), "inf");
+        assert_eq!(record(Some(f64::NEG_INFINITY)), "-inf");
+        assert_eq!(record(Some(0.25)), 0.25);
+    }
 }

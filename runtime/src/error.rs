@@ -43,6 +43,22 @@ pub enum ConfigError {
         /// The list's length.
         len: usize,
     },
+    /// A threshold or ratio that is infinite: every option is a finite number.
+    #[error("`{field}` must be a finite number, found {value}")]
+    NonFiniteOption {
+        /// The option.
+        field: &'static str,
+        /// The value found.
+        value: f64,
+    },
+    /// More `num_inference_steps` or mask entries than [`MAX_STEPS`](crate::limits::MAX_STEPS).
+    #[error("`{field}` = {found} is more than the {max} steps supported", max = crate::limits::MAX_STEPS)]
+    TooManySteps {
+        /// The option.
+        field: &'static str,
+        /// The value found.
+        found: usize,
+    },
     /// A threshold that is NaN or negative.
     #[error("`{field}` must be a number >= 0, found {value}")]
     InvalidThreshold {
@@ -96,6 +112,18 @@ pub enum ConfigError {
         /// The value found.
         found: usize,
     },
+    /// A calibrator that would keep more tensors than
+    /// [`MAX_CALIBRATOR_HISTORY`](crate::limits::MAX_CALIBRATOR_HISTORY).
+    #[error(
+        "`{field}` = {found} is more than the {max} tensors a calibrator may keep",
+        max = crate::limits::MAX_CALIBRATOR_HISTORY
+    )]
+    HistoryTooLong {
+        /// The option.
+        field: &'static str,
+        /// The value found.
+        found: usize,
+    },
     /// A DMD ridge that is negative, NaN or infinite.
     #[error("`dmd_ridge` must be a finite number >= 0, found {found}")]
     InvalidDmdRidge {
@@ -127,6 +155,13 @@ pub enum MaskError {
     /// Predefined policies need at least 8 steps, or exactly 4 or 6.
     #[error("predefined step mask policies support 4, 6 or at least 8 steps, found {0}")]
     UnsupportedSteps(usize),
+    /// More steps than [`MAX_STEPS`](crate::limits::MAX_STEPS) (`usize::MAX`: bins whose sum
+    /// overflows).
+    #[error(
+        "a step mask of {0} steps is more than the {max} supported (check `num_inference_steps`)",
+        max = crate::limits::MAX_STEPS
+    )]
+    TooManySteps(usize),
     /// Custom bins that cover fewer steps than asked for.
     #[error("the compute and cache bins cover {covered} steps, fewer than total_steps = {total}")]
     BinsTooShort {

@@ -21,6 +21,7 @@ pub mod engine;
 pub mod error;
 pub mod handle;
 pub mod host_time;
+pub mod limits;
 pub mod load_configs;
 pub mod mask;
 pub mod modifier;
@@ -44,7 +45,7 @@ pub use calibrator_config::{CalibratorCacheType, CalibratorConfig, CalibratorKin
 pub use config::{CacheConfig, CacheType, ForceRefreshPolicy, StepsComputationPolicy};
 pub use context::{Branch, CacheContext, Decision, Reason};
 pub use denoiser::{Conditioning, Denoiser};
-pub use engine::CallRecord;
+pub use engine::{CallRecord, NonFiniteError};
 pub use error::{ConfigError, MaskError};
 pub use handle::CacheHandle;
 pub use load_configs::{LoadConfigError, LoadedConfig, load_configs, load_configs_str};
@@ -52,7 +53,7 @@ pub use mask::{MaskPolicy, steps_mask, steps_mask_from_bins};
 pub use modifier::{CacheConfigPatch, ParamsModifier};
 pub use noise::seeded_normal;
 pub use pattern::ForwardPattern;
-pub use pipeline::{DenoiseOptions, DenoiseOutput, denoise};
+pub use pipeline::{DenoiseError, DenoiseOptions, DenoiseOutput, denoise};
 pub use registry::{
     BlockListDecl, BuildRequest, ConfigSource, FamilyEntry, RegistryError, SchedulerKind, StaticBlockLists,
     WeightsSource, lookup, supported_pipelines,

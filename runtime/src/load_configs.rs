@@ -233,15 +233,26 @@ fn check_keys(keys: Option<&Keys>, text: &str, path: &Path) -> Result<(), LoadCo
                 .unwrap_or_default();
             return Err(LoadConfigError::Yaml {
                 path: path.into(),
-                message: format!("{line}unknown key `{key}`{near}"),
+                message: format!(
+                    "{line}unknown key `{}`{near}",
+                    crate::limits::truncate_for_message(key, MAX_KEY_IN_MESSAGE)
+                ),
             });
         }
     }
     Ok(())
 }
 
+/// The longest unknown key an error message repeats in full.
+const MAX_KEY_IN_MESSAGE: usize = 80;
+
 /// Whether two keys differ by at most two single-character edits (a typo).
 fn strsim_close(a: &str, b: &str) -> bool {
+    // Two edits change the length by at most two: a longer key cannot be a typo, and skipping it
+    // keeps a megabyte-long key from costing a quadratic edit distance per known key.
+    if a.chars().count().abs_diff(b.chars().count()) > 2 {
+        return false;
+    }
     let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
     let mut prev: Vec<usize> = (0..=b.len()).collect();
     for (i, ca) in a.iter().enumerate() {
@@ -465,5 +476,6 @@ mod tests {
         }
         assert!(strsim_close("residual_diff_treshold", "residual_diff_threshold"));
         assert!(!strsim_close("bogus", "cache_type"));
+        assert!(!strsim_close(&"x".repeat(1 << 20), "cache_type"));
     }
 }

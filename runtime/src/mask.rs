@@ -1,6 +1,7 @@
 //! The step-computation-mask generator of cache-dit (`steps_mask`, spec §5).
 
 use crate::error::MaskError;
+use crate::limits::check_steps;
 
 /// A predefined step-mask policy: how aggressively mask-0 (cacheable) steps are spread.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,12 +56,19 @@ pub fn steps_mask_from_bins(
     cache_bins: &[usize],
     total_steps: Option<usize>,
 ) -> Result<Vec<u8>, MaskError> {
-    let covered: usize = compute_bins.iter().sum::<usize>() + cache_bins.iter().sum::<usize>();
+    // Checked: bins come from users and a wrapped sum would pass the length check below.
+    let covered = compute_bins
+        .iter()
+        .chain(cache_bins)
+        .try_fold(0usize, |acc, &b| acc.checked_add(b))
+        .ok_or(MaskError::TooManySteps(usize::MAX))?;
     let total = match total_steps {
         Some(t) if covered < t => return Err(MaskError::BinsTooShort { covered, total: t }),
         Some(t) => t,
         None => covered,
     };
+    let total = check_steps(total, MaskError::TooManySteps)?;
+    let covered = covered.min(total);
     let mut mask = Vec::with_capacity(covered);
     let (mut compute, mut cache) = (compute_bins.iter(), cache_bins.iter());
     while mask.len() < total {
@@ -78,6 +86,8 @@ pub fn steps_mask_from_bins(
 /// cache-dit's predefined mask for `total_steps` steps: the 28-step tables scaled up, truncated
 /// or replaced by the small-step tables, with the last step always computed.
 pub fn steps_mask(total_steps: usize, policy: MaskPolicy) -> Result<Vec<u8>, MaskError> {
+    // Before the bins are scaled up step by step: 10^12 steps would loop for minutes.
+    check_steps(total_steps, MaskError::TooManySteps)?;
     let (compute, cache) = policy_bins(total_steps, policy)?;
     let mut mask = steps_mask_from_bins(&compute, &cache, Some(total_steps))?;
     if let Some(last) = mask.last_mut() {

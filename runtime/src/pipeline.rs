@@ -30,6 +30,30 @@ pub struct DenoiseOptions {
     /// Use these `steps` model timesteps as they are (DDIM: training timesteps; flow matching:
     /// `sigma · 1000`, ending at sigma 0). `sigmas` wins when both are given.
     pub timesteps: Option<Vec<f64>>,
+    /// Stop with a [`DenoiseError::NonFiniteOutput`] at the first step whose model output holds
+    /// NaN or infinite values (one sum per step), instead of returning an all-NaN result.
+    pub check_finite: bool,
+}
+
+/// A generation that cannot start or went wrong on the way.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DenoiseError {
+    /// A guidance scale that is NaN or infinite.
+    #[error("the guidance scale must be a finite number, found {0}")]
+    NonFiniteGuidance(f64),
+    /// A step's model output holds NaN or infinite values.
+    #[error(
+        "step {step} (timestep {timestep}): the model output holds NaN or infinite values \
+         (block lists: {lists}); check the inputs, weights and dtype"
+    )]
+    NonFiniteOutput {
+        /// The step (0-based).
+        step: usize,
+        /// Its model timestep.
+        timestep: f64,
+        /// The model's cached block lists, comma-separated.
+        lists: String,
+    },
 }
 
 impl Default for DenoiseOptions {
@@ -43,6 +67,7 @@ impl Default for DenoiseOptions {
             save_steps: false,
             sigmas: None,
             timesteps: None,
+            check_finite: true,
         }
     }
 }
@@ -70,6 +95,11 @@ pub fn denoise<D: Denoiser + ?Sized>(
     opts: &DenoiseOptions,
     mut progress: impl FnMut(usize, usize),
 ) -> Result<DenoiseOutput> {
+    if !opts.guidance_scale.is_finite() {
+        return Err(candle_core::Error::wrap(DenoiseError::NonFiniteGuidance(
+            opts.guidance_scale,
+        )));
+    }
     if !opts.persistent {
         refresh_context(model);
     }
@@ -105,6 +135,14 @@ pub fn denoise<D: Denoiser + ?Sized>(
             }
             _ => model.predict(&x, &t(batch)?, cond)?,
         };
+        if opts.check_finite && !crate::diff::all_finite(&v)? {
+            let lists: Vec<String> = model.cached_lists().into_iter().map(|l| l.name).collect();
+            return Err(candle_core::Error::wrap(DenoiseError::NonFiniteOutput {
+                step: i,
+                timestep,
+                lists: lists.join(", "),
+            }));
+        }
         x = plan.step(i, &v, &x)?;
         if opts.save_steps {
             step_outputs.push(v);

@@ -43,7 +43,9 @@ pub struct BlockRecord {
     pub pruned: bool,
     /// Why.
     pub reason: Reason,
-    /// The diff recorded for the block, if it reached the similarity check.
+    /// The diff recorded for the block, if it reached the similarity check (non-finite diffs
+    /// are strings in JSON, as in [`CallRecord`](crate::engine::CallRecord)).
+    #[serde(serialize_with = "crate::engine::serialize_diff")]
     pub diff: Option<f64>,
     /// The threshold the block was compared with (relaxed by the dynamic threshold).
     pub threshold: f64,

@@ -30,6 +30,7 @@ use serde_json::json;
 use super::cost_model::{CostModel, Executions, Layout, Reference};
 use super::default_job::DemoArgs;
 use super::device::DeviceArgs;
+use super::output::{self, Kind, Outputs};
 use super::progress::bar;
 
 /// Options of `cachedit bench`.
@@ -162,7 +163,20 @@ fn grid(steps: usize, quick: bool) -> Vec<Case> {
     cases
 }
 
+/// Replaces the JSON file in one rename, so a reader never sees half of it.
+fn write_json(path: &std::path::Path, target: &std::path::Path, doc: &serde_json::Value) -> Result<()> {
+    let mut out = Outputs::default();
+    out.stage(path, target, serde_json::to_string_pretty(doc)?.as_bytes())?;
+    out.commit()?;
+    Ok(())
+}
+
 pub fn run(args: &BenchArgs) -> Result<()> {
+    let json_target = args
+        .json
+        .as_deref()
+        .map(|p| output::check("--json", p, Kind::Data))
+        .transpose()?;
     let device = args.hardware.device()?;
     let dtype = args.hardware.dtype();
     if args.export.is_some() && dtype != DType::F32 {
@@ -383,12 +397,12 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             runs.push(row);
         }
         // Rewritten after every config: a long run stopped early keeps what it measured.
-        if let Some(path) = &args.json {
-            std::fs::write(path, serde_json::to_string_pretty(&doc)?)?;
+        if let (Some(path), Some(target)) = (&args.json, &json_target) {
+            write_json(path, target, &doc)?;
         }
     }
-    if let Some(path) = &args.json {
-        std::fs::write(path, serde_json::to_string_pretty(&doc)?)?;
+    if let (Some(path), Some(target)) = (&args.json, &json_target) {
+        write_json(path, target, &doc)?;
         println!("wrote {}", path.display());
     }
     Ok(())

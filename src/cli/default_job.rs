@@ -9,13 +9,14 @@ use cachedit::demo::{self, DemoSize, TIMESTEP_DAMPING};
 use cachedit::{CacheConfig, CacheOptions, CalibratorConfig, render_summary};
 use candle_core::Device;
 
+use super::output::{self, Kind, Outputs};
 use super::progress::bar;
 
 /// The embedded default model and its generation: shared by the main job and `bench`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct DemoArgs {
-    /// Denoising steps.
-    #[arg(long, default_value_t = 28)]
+    /// Denoising steps (1 to 10000).
+    #[arg(long, default_value_t = 28, value_parser = super::checks::steps)]
     pub steps: usize,
     /// Seed of the weights, noise and conditioning.
     #[arg(long, default_value_t = 0)]
@@ -40,8 +41,8 @@ impl DemoArgs {
 /// Options of the main job.
 #[derive(Debug, Clone, clap::Args)]
 pub struct DefaultArgs {
-    /// Denoising steps.
-    #[arg(long, default_value_t = 28)]
+    /// Denoising steps (1 to 10000).
+    #[arg(long, default_value_t = 28, value_parser = super::checks::steps)]
     steps: usize,
     /// Seed of the noise (and, with `--size`, of the seeded weights and conditioning).
     #[arg(long, default_value_t = 0)]
@@ -50,12 +51,13 @@ pub struct DefaultArgs {
     /// model: `tiny` (for tests), `default` or `large` (the sizes of `cachedit bench`).
     #[arg(long, value_parser = ["default", "tiny", "large"])]
     size: Option<String>,
-    /// Where the trained model's PNG grid goes (top row baseline, bottom row cached).
+    /// Where the trained model's PNG grid goes (top row baseline, bottom row cached); must end
+    /// in `.png`.
     #[arg(long, default_value = "cachedit-default.png")]
     out: PathBuf,
     /// Residual diff threshold of the cached run (default: 0.24 on the trained model, 0.12 on
     /// seeded weights).
-    #[arg(long)]
+    #[arg(long, value_parser = super::checks::finite)]
     threshold: Option<f64>,
     /// Fn compute blocks of the cached run.
     #[arg(long = "fn", default_value_t = 1)]
@@ -151,6 +153,8 @@ pub fn engine_line(stats: &[cachedit::CacheStats], wall: std::time::Duration) ->
 }
 
 fn run_trained(args: &DefaultArgs) -> Result<()> {
+    // Before the two generations: a bad path fails at once.
+    let out_target = output::check("--out", &args.out, Kind::Png)?;
     let device = Device::Cpu;
     let steps = args.steps;
     let model = trained::load_demo_model(&device).context("loading the embedded trained demo model")?;
@@ -196,7 +200,7 @@ fn run_trained(args: &DefaultArgs) -> Result<()> {
         &cached.run,
         steps,
         blocks,
-        args.fn_blocks + args.bn_blocks,
+        args.fn_blocks.saturating_add(args.bn_blocks),
     );
     if options.calibrator.is_some() {
         println!("calibrator        TaylorSeer, order {}", args.taylorseer);
@@ -217,9 +221,13 @@ fn run_trained(args: &DefaultArgs) -> Result<()> {
     );
     let mut tiles = trained::image::tensor_to_images(&pb_img)?;
     tiles.extend(trained::image::tensor_to_images(&pc_img)?);
-    trained::image::grid(&tiles, classes.len(), 8, 2)
-        .save_png(&args.out)
-        .with_context(|| format!("writing {}", args.out.display()))?;
+    let mut outputs = Outputs::default();
+    outputs.stage(
+        &args.out,
+        &out_target,
+        &trained::image::grid(&tiles, classes.len(), 8, 2).to_png(),
+    )?;
+    outputs.commit()?;
     println!(
         "image             {} (top row: baseline, bottom row: cached; columns: {})",
         args.out.display(),
@@ -274,7 +282,7 @@ as a trained model's do (random weights would decorrelate every step and nothing
         &cached,
         steps,
         blocks,
-        args.fn_blocks + args.bn_blocks,
+        args.fn_blocks.saturating_add(args.bn_blocks),
     );
     let (psnr, max_err) = demo::fidelity(&base.latents, &cached.latents)?;
     println!(

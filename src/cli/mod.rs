@@ -2,10 +2,12 @@
 //! prints; everything a user sees is written here.
 
 mod bench;
+mod checks;
 mod cost_model;
 mod default_job;
 mod device;
 mod heap;
+mod output;
 mod plot;
 mod progress;
 mod run;
@@ -19,7 +21,7 @@ use clap::{Parser, Subcommand};
 /// Without a command, runs the main job: the embedded default model generates once without and
 /// once with the cache, and the speedup, fidelity and cache summary are printed.
 #[derive(Debug, Parser)]
-#[command(name = "cachedit", version)]
+#[command(name = "cachedit", version, allow_negative_numbers = true)]
 pub struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -30,12 +32,15 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// The main job (the same as running without a command).
+    #[command(allow_negative_numbers = true)]
     Demo(default_job::DefaultArgs),
     /// Run a family with a cache configuration, writing outputs, a trace and a plot.
+    #[command(allow_negative_numbers = true)]
     Run(Box<run::RunArgs>),
     /// The supported families, in registration order (cache-dit's `supported_pipelines()`).
     List,
     /// Time the baseline and a grid of cache configurations: speedup, overhead, fidelity.
+    #[command(allow_negative_numbers = true)]
     Bench(bench::BenchArgs),
 }
 
@@ -61,7 +66,7 @@ pub fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", checks::error_chain(&e));
             ExitCode::FAILURE
         }
     }

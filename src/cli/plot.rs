@@ -1,8 +1,6 @@
 //! A PNG of per-step residual diffs against the threshold, cached steps marked: where people
 //! would rather look than read.
 
-use std::path::Path;
-
 use anyhow::{Context, Result};
 use cachedit::CallRecord;
 use image::{Rgb, RgbImage};
@@ -12,8 +10,8 @@ const H: u32 = 320;
 const PAD: u32 = 24;
 
 /// Draws the non-CFG diffs of the first list in `trace` (one point per step; red = cached,
-/// blue = computed; grey line = threshold) and writes `path`.
-pub fn diffs_png(trace: &[CallRecord], threshold: f64, path: &Path) -> Result<()> {
+/// blue = computed; grey line = threshold), as PNG bytes.
+pub fn diffs_png(trace: &[CallRecord], threshold: f64) -> Result<Vec<u8>> {
     let mut img = RgbImage::from_pixel(W, H, Rgb([255, 255, 255]));
     let first = trace.first().map(|r| r.list.clone()).unwrap_or_default();
     let points: Vec<(usize, f64, bool)> = trace
@@ -54,6 +52,8 @@ pub fn diffs_png(trace: &[CallRecord], threshold: f64, path: &Path) -> Result<()
             }
         }
     }
-    img.save(path)
-        .with_context(|| format!("writing {}", path.display()))
+    let mut png = Vec::new();
+    img.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .context("encoding the plot as PNG")?;
+    Ok(png)
 }

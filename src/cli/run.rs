@@ -1,20 +1,20 @@
 //! `cachedit run`: any family and cache configuration, on seeded or real weights, with the
 //! final latent, per-step outputs, a decision trace and a diff plot written to files.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use cachedit::{
-    BuildRequest, CacheConfig, CacheOptions, CalibratorConfig, CfgLayout, Conditioning, ConfigSource,
-    DenoiseOptions, Denoiser, FamilyEntry, FlowMatchEuler, Scheduler, SchedulerKind, WeightsSource, denoise,
-    disable_cache, enable_cache_with_options, load_configs, render_summary, seeded_normal, set_tracing,
-    summary, take_trace,
+    BuildRequest, CacheConfig, CacheOptions, CalibratorConfig, CfgLayout, ConfigSource, DenoiseOptions,
+    Denoiser, FamilyEntry, FlowMatchEuler, Scheduler, SchedulerKind, WeightsSource, denoise, disable_cache,
+    enable_cache_with_options, load_configs, render_summary, seeded_normal, set_tracing, summary, take_trace,
 };
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device};
 use serde_json::json;
 
+use super::checks;
 use super::device::DeviceArgs;
+use super::output::{self, Kind, Outputs};
 use super::plot;
 use super::progress::bar;
 
@@ -32,13 +32,13 @@ pub struct RunArgs {
     model_config: String,
     /// Classifier-free guidance scale, for families whose pipeline runs CFG (the registry's
     /// `cfg: batched | separate`); `1` runs the conditional branch only.
-    #[arg(long, default_value_t = 3.5)]
+    #[arg(long, default_value_t = 3.5, value_parser = checks::finite)]
     guidance_scale: f64,
     /// The sampler: `flow-match` or `ddim` (default: the family's, from registry.yaml).
     #[arg(long, value_parser = ["flow-match", "ddim"])]
     scheduler: Option<String>,
     /// A static flow-matching shift (SD3: 3.0) instead of Flux's resolution-dependent one.
-    #[arg(long)]
+    #[arg(long, value_parser = checks::finite)]
     shift: Option<f64>,
     /// A diffusers `transformer/` folder (config.json + safetensors) to load instead of seeded
     /// weights.
@@ -57,7 +57,7 @@ pub struct RunArgs {
     #[arg(long = "bn")]
     bn_blocks: Option<usize>,
     /// residual_diff_threshold.
-    #[arg(long)]
+    #[arg(long, value_parser = checks::finite)]
     threshold: Option<f64>,
     /// max_warmup_steps.
     #[arg(long)]
@@ -71,8 +71,8 @@ pub struct RunArgs {
     /// TaylorSeer calibrator of this order.
     #[arg(long)]
     taylorseer: Option<usize>,
-    /// Denoising steps.
-    #[arg(long, default_value_t = 28)]
+    /// Denoising steps (1 to 10000).
+    #[arg(long, default_value_t = 28, value_parser = checks::steps)]
     steps: usize,
     /// Seed of the weights, noise and conditioning.
     #[arg(long, default_value_t = 0)]
@@ -84,6 +84,11 @@ pub struct RunArgs {
     /// flow matching, training timesteps for DDIM).
     #[arg(long)]
     inputs: Option<PathBuf>,
+    /// Skip the load-time check for NaN and infinite values in `--inputs` and `--weights` (it
+    /// reads every weight once more). Every step's model output is still checked (one sum per
+    /// step): a NaN during the run stops it with an error naming the step.
+    #[arg(long)]
+    no_finite_check: bool,
     /// Write the final latent (`latents`) here, as safetensors.
     #[arg(long)]
     output: Option<PathBuf>,
@@ -159,6 +164,10 @@ fn build_model(
             device,
         )?));
     }
+    if let Some(dir) = args.weights.as_ref().filter(|_| !args.no_finite_check) {
+        cachedit::inputs::check_weights_dir(dir)
+            .with_context(|| format!("checking --weights {}", dir.display()))?;
+    }
     let request = match &args.weights {
         Some(dir) => BuildRequest::pretrained(dir, dtype, device.clone()),
         None => BuildRequest {
@@ -182,6 +191,15 @@ fn cache_options(args: &RunArgs) -> Result<Option<CacheOptions>> {
         Some(path) => CacheOptions::from(load_configs(path)?),
         None => CacheOptions::from(CacheConfig::default()),
     };
+    if let Some(mask) = &options.cache.steps_computation_mask
+        && mask.len() != args.steps
+    {
+        bail!(
+            "the config's `steps_computation_mask` has {} entries but --steps is {}",
+            mask.len(),
+            args.steps
+        );
+    }
     let c = &mut options.cache;
     c.fn_compute_blocks = args.fn_blocks.unwrap_or(c.fn_compute_blocks);
     c.bn_compute_blocks = args.bn_blocks.unwrap_or(c.bn_compute_blocks);
@@ -195,58 +213,47 @@ fn cache_options(args: &RunArgs) -> Result<Option<CacheOptions>> {
     Ok(Some(options))
 }
 
-/// A schedule from `--inputs`: its `sigmas` and `timesteps`, used as they are.
-type ScheduleOverride = (Option<Vec<f64>>, Option<Vec<f64>>);
+/// The checked targets of `--output`, `--trace` and `--plot`.
+struct Targets {
+    output: Option<PathBuf>,
+    trace: Option<PathBuf>,
+    plot: Option<PathBuf>,
+}
 
-/// Reads `--inputs`: the latents, conditioning tensors, the unconditional ones (named
-/// `uncond.<name>`; none: no CFG) and an optional schedule.
-#[allow(clippy::type_complexity)]
-fn read_inputs(
-    path: &PathBuf,
-    device: &Device,
-    dt: DType,
-) -> Result<(Tensor, Conditioning, Option<Conditioning>, ScheduleOverride)> {
-    let tensors: HashMap<String, Tensor> = candle_core::safetensors::load(path, device)
-        .with_context(|| format!("reading --inputs {}", path.display()))?;
-    let mut cond = Conditioning::new();
-    let mut uncond: Option<Conditioning> = None;
-    let (mut latents, mut sigmas, mut timesteps) = (None, None, None);
-    for (name, t) in tensors {
-        match name.as_str() {
-            "latents" => latents = Some(t.to_dtype(dt)?),
-            "sigmas" => sigmas = Some(t.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?),
-            // The scheduler turns these into its schedule (flow matching: sigma = t / 1000).
-            "timesteps" => timesteps = Some(t.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?),
-            _ => match name.strip_prefix("uncond.") {
-                Some(base) => {
-                    uncond.get_or_insert_with(Conditioning::new).insert(base, t);
-                }
-                None => {
-                    cond.insert(name, t);
-                }
-            },
-        }
+impl Targets {
+    /// Checks every output path before any work, so a bad one fails in a second, not after
+    /// the run.
+    fn check(args: &RunArgs) -> Result<Self> {
+        let check = |flag: &str, path: &Option<PathBuf>, kind: Kind| {
+            path.as_deref().map(|p| output::check(flag, p, kind)).transpose()
+        };
+        Ok(Self {
+            output: check("--output", &args.output, Kind::Data)?,
+            trace: check("--trace", &args.trace, Kind::Data)?,
+            plot: check("--plot", &args.plot, Kind::Png)?,
+        })
     }
-    let latents = latents.with_context(|| format!("--inputs {} has no `latents` tensor", path.display()))?;
-    // Tensors shared by both branches (position ids, guidance) need not be repeated.
-    if let Some(u) = uncond.as_mut() {
-        for (name, t) in cond.iter() {
-            if u.get_opt(name).is_none() {
-                u.insert(name.clone(), t.clone());
-            }
-        }
-    }
-    Ok((latents, cond, uncond, (sigmas, timesteps)))
 }
 
 pub fn run(args: &RunArgs) -> Result<()> {
+    let targets = Targets::check(args)?;
     let device = args.hardware.device()?;
     let dt = args.hardware.dtype();
     let entry = family(&args.family)?;
     let model = build_model(args, entry, dt, &device)?;
     let model = &*model;
     let (latents, cond, uncond, (sigmas, timesteps)) = match &args.inputs {
-        Some(p) => read_inputs(p, &device, dt)?,
+        Some(p) => {
+            let expected = cachedit::inputs::Expected::of(model, &device)?;
+            let opts = cachedit::inputs::ReadOptions {
+                expected: &expected,
+                dtype: dt,
+                steps: args.steps,
+                check_finite: !args.no_finite_check,
+            };
+            let i = cachedit::inputs::read_inputs(p, opts, &device).context("reading --inputs")?;
+            (i.latents, i.cond, i.uncond, (i.sigmas, i.timesteps))
+        }
         None => (
             seeded_normal(&model.latent_shape(1), args.seed, dt, &device)?,
             model.synthetic_conditioning(1, args.seed, &device)?,
@@ -270,7 +277,11 @@ pub fn run(args: &RunArgs) -> Result<()> {
         // cache-dit's default F8 cannot fit a tiny test model's 1-4 blocks; with nothing asked
         // for explicitly, use F1 (the other common setting) rather than refuse to run.
         let shortest = model.cached_lists().iter().map(|l| l.len).min().unwrap_or(0);
-        if o.cache.fn_compute_blocks + o.cache.bn_compute_blocks > shortest && shortest > 0 {
+        let fn_bn = o
+            .cache
+            .fn_compute_blocks
+            .saturating_add(o.cache.bn_compute_blocks);
+        if fn_bn > shortest && shortest > 0 {
             eprintln!(
                 "note: {} has a list of {shortest} blocks, fewer than cache-dit's default \
                  Fn_compute_blocks {}; using --fn 1",
@@ -351,24 +362,26 @@ pub fn run(args: &RunArgs) -> Result<()> {
     if let Some(line) = super::default_job::engine_line(&stats, wall).filter(|_| device.is_cpu()) {
         println!("engine: {line}");
     }
-    if let Some(path) = &args.output {
+    // Every output is rendered and staged before any is put in place: all or none.
+    let mut outputs = Outputs::default();
+    if let (Some(path), Some(target)) = (&args.output, &targets.output) {
         let mut tensors = vec![("latents".to_string(), out.latents.clone())];
         for (i, t) in out.step_outputs.iter().enumerate() {
             tensors.push((format!("step_{i:03}"), t.clone()));
         }
-        let map: HashMap<String, Tensor> = tensors.into_iter().collect();
-        candle_core::safetensors::save(&map, path).with_context(|| format!("writing {}", path.display()))?;
-        println!("wrote {}", path.display());
+        let bytes =
+            safetensors::serialize(tensors, None).with_context(|| format!("writing {}", path.display()))?;
+        outputs.stage(path, target, &bytes)?;
     }
-    if let Some(path) = &args.trace {
+    if let (Some(path), Some(target)) = (&args.trace, &targets.trace) {
         let doc = json!({ "config": name, "records": trace });
-        std::fs::write(path, serde_json::to_string_pretty(&doc)?)
-            .with_context(|| format!("writing {}", path.display()))?;
-        println!("wrote {}", path.display());
+        outputs.stage(path, target, serde_json::to_string_pretty(&doc)?.as_bytes())?;
     }
-    if let Some(path) = &args.plot {
+    if let (Some(path), Some(target)) = (&args.plot, &targets.plot) {
         let threshold = options.as_ref().map_or(0.0, |o| o.cache.residual_diff_threshold);
-        plot::diffs_png(&trace, threshold, path)?;
+        outputs.stage(path, target, &plot::diffs_png(&trace, threshold)?)?;
+    }
+    for path in outputs.commit()? {
         println!("wrote {}", path.display());
     }
     Ok(())

@@ -212,6 +212,15 @@ impl AdaLayerNormZero {
         })
     }
 
+    /// The same layer with its LayerNorm computed in f32 (`norm_type="fp32_layer_norm"`: design
+    /// D's DiT-style blocks with an f32 norm).
+    pub fn with_f32_norm(self) -> Result<Self> {
+        Ok(Self {
+            norm: self.norm.in_f32()?,
+            ..self
+        })
+    }
+
     /// The modulated normalised `x` and the vectors for the rest of the block.
     pub fn forward(&self, x: &Tensor, emb: &Tensor) -> Result<(Tensor, ZeroMlpModulation)> {
         let emb = self.linear.forward(&candle_nn::ops::silu(emb)?)?;

@@ -168,8 +168,12 @@ impl DiffusersConfig for Config {
         {
             return Err("`num_activated_experts` must be in 1..=num_routed_experts".into());
         }
-        let sum: usize = self.axes_dims_rope.iter().sum();
-        if sum != self.attention_head_dim || self.axes_dims_rope.iter().any(|d| d % 2 == 1) {
+        // Checked: a value near usize::MAX from config.json would wrap (or panic) in a plain sum.
+        let sum = self
+            .axes_dims_rope
+            .iter()
+            .try_fold(0usize, |a, &d| a.checked_add(d));
+        if sum != Some(self.attention_head_dim) || self.axes_dims_rope.iter().any(|d| d % 2 == 1) {
             return Err(format!(
                 "`axes_dims_rope` {:?} must be even and sum to `attention_head_dim` {}",
                 self.axes_dims_rope, self.attention_head_dim

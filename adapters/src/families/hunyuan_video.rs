@@ -179,12 +179,16 @@ impl DiffusersConfig for Config {
             None | Some("latent_concat") => {}
             Some(other) => return Err(format!("`image_condition_type` {other:?} is not supported")),
         }
-        if self.mlp_ratio.is_nan() || self.mlp_ratio <= 0.0 {
-            return Err("`mlp_ratio` must be positive".into());
+        if !self.mlp_ratio.is_finite() || self.mlp_ratio <= 0.0 {
+            return Err("`mlp_ratio` must be a finite positive number".into());
         }
-        let sum: usize = self.rope_axes_dim.iter().sum();
+        // Checked: a value near usize::MAX from config.json would wrap (or panic) in a plain sum.
+        let sum = self
+            .rope_axes_dim
+            .iter()
+            .try_fold(0usize, |a, &d| a.checked_add(d));
         if self.rope_axes_dim.len() != 3
-            || sum != self.attention_head_dim
+            || sum != Some(self.attention_head_dim)
             || self.rope_axes_dim.iter().any(|d| d % 2 == 1)
         {
             return Err(format!(

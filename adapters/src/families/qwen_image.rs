@@ -149,9 +149,13 @@ impl DiffusersConfig for Config {
         if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(format!("`{name}` must be positive"));
         }
-        let sum: usize = self.axes_dims_rope.iter().sum();
+        // Checked: a value near usize::MAX from config.json would wrap (or panic) in a plain sum.
+        let sum = self
+            .axes_dims_rope
+            .iter()
+            .try_fold(0usize, |a, &d| a.checked_add(d));
         if self.axes_dims_rope.len() != 3
-            || sum != self.attention_head_dim
+            || sum != Some(self.attention_head_dim)
             || self.axes_dims_rope.iter().any(|d| d % 2 == 1)
         {
             return Err(format!(

@@ -66,6 +66,8 @@ impl Scheduler {
         if steps == 0 {
             return Err(SchedulerError::ZeroSteps);
         }
+        // Before any schedule is allocated; also keeps `steps + 1` from wrapping.
+        crate::limits::check_steps(steps, |steps| SchedulerError::StepsAboveLimit { steps })?;
         match self {
             Self::FlowMatchEuler(s) => {
                 let sigmas = match sigmas {
@@ -80,6 +82,13 @@ impl Scheduler {
                     }
                     None => s.sigmas(steps, seq_len),
                 };
+                // A NaN or infinite shift gives a schedule of NaNs and an all-NaN image.
+                if let Some(bad) = sigmas.iter().find(|x| !x.is_finite()) {
+                    return Err(SchedulerError::InvalidOption {
+                        option: "shift",
+                        reason: format!("the computed sigmas are not finite ({bad}); check the shift"),
+                    });
+                }
                 let timesteps = sigmas[..steps].iter().map(|&x| s.timestep(x)).collect();
                 Ok(Plan::Flow { sigmas, timesteps })
             }
@@ -102,6 +111,7 @@ impl Scheduler {
             steps,
             given: timesteps.to_vec(),
         };
+        crate::limits::check_steps(steps, |steps| SchedulerError::StepsAboveLimit { steps })?;
         if timesteps.len() != steps || timesteps.iter().any(|t| !t.is_finite()) {
             return Err(bad());
         }
@@ -194,6 +204,12 @@ pub enum SchedulerError {
         steps: usize,
         /// `num_train_timesteps`.
         train: usize,
+    },
+    /// More steps than [`MAX_STEPS`](crate::limits::MAX_STEPS).
+    #[error("{steps} inference steps are more than the {max} supported", max = crate::limits::MAX_STEPS)]
+    StepsAboveLimit {
+        /// Steps asked for.
+        steps: usize,
     },
     /// A given sigma schedule of the wrong length or with non-finite values.
     #[error("{} sigmas given for {steps} steps: expected steps + 1 finite values ({given:?})", given.len())]

@@ -10,6 +10,7 @@ pub mod chroma;
 pub mod chroma_pipeline;
 pub mod cogvideox;
 pub mod cogvideox_pipeline;
+pub mod cogvideox_positions;
 pub mod flux;
 pub mod flux_bfl;
 pub mod flux_pipeline;

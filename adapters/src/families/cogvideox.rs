@@ -429,21 +429,14 @@ impl CogVideoXTransformer3DModel {
             norm_out_linear: linear(te, 2 * d, true, vb.pp("norm_out").pp("linear"))?,
             norm_out: Norm::new(ln, d, cfg.norm_eps, vb.pp("norm_out").pp("norm"))?,
             proj_out: linear(d, p * p * pt * cfg.out_channels(), true, vb.pp("proj_out"))?,
-            // 49 frames of 480×720 (1.0); 81 frames (21 latent, padded to a whole temporal patch)
-            // of 768×1360 (1.5).
-            sample: match cfg.patch_size_t {
-                None => VideoSampleShape {
-                    frames: 13,
-                    height: 60,
-                    width: 90,
-                    text_len: cfg.max_text_seq_length,
-                },
-                Some(pt) => VideoSampleShape {
-                    frames: 21usize.next_multiple_of(pt),
-                    height: 96,
-                    width: 170,
-                    text_len: cfg.max_text_seq_length,
-                },
+            // the pipeline's default size: the config's sample size (latent rows and columns;
+            // video frames, compressed and, for 1.5, padded to whole temporal patches)
+            sample: VideoSampleShape {
+                frames: ((cfg.sample_frames.max(1) - 1) / cfg.temporal_compression_ratio + 1)
+                    .next_multiple_of(cfg.temporal_patch()),
+                height: cfg.sample_height,
+                width: cfg.sample_width,
+                text_len: cfg.max_text_seq_length,
             },
             cfg,
         })

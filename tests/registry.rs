@@ -161,6 +161,7 @@ fn built_families_are_registered_in_cache_dit_order() {
     let ours = [
         "Flux",
         "Mochi",
+        "CogVideoX",
         "Wan",
         "HunyuanVideo",
         "QwenImage",
@@ -190,6 +191,7 @@ fn built_families_are_registered_in_cache_dit_order() {
         ("ChromaImg2ImgPipeline", "Chroma"),
         ("HiDreamImagePipeline", "HiDream"),
         ("MochiPipeline", "Mochi"),
+        ("CogVideoXImageToVideoPipeline", "CogVideoX"),
         ("WanImageToVideoPipeline", "Wan"),
         ("BriaPipeline", "Bria"),
     ] {

@@ -165,6 +165,7 @@ fn built_families_are_registered_in_cache_dit_order() {
         "QwenImage",
         "StableDiffusion3",
         "Bria",
+        "PixArt",
         "VisualCloze",
         "AuraFlow",
         "Chroma",
@@ -190,6 +191,8 @@ fn built_families_are_registered_in_cache_dit_order() {
         ("HiDreamImagePipeline", "HiDream"),
         ("MochiPipeline", "Mochi"),
         ("BriaPipeline", "Bria"),
+        ("PixArtAlphaPipeline", "PixArt"),
+        ("PixArtSigmaPipeline", "PixArt"),
     ] {
         assert_eq!(lookup(class).unwrap().name, family);
     }

@@ -19,6 +19,7 @@ pub mod hunyuan_video_pipeline;
 pub mod hunyuan_video_refiner;
 pub mod mochi;
 pub mod mochi_pipeline;
+pub mod pixart;
 pub mod qwen_image;
 pub mod qwen_image_pipeline;
 pub mod sd3;

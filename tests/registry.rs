@@ -164,6 +164,7 @@ fn built_families_are_registered_in_cache_dit_order() {
         "HunyuanVideo",
         "QwenImage",
         "StableDiffusion3",
+        "DiT",
         "Bria",
         "PixArt",
         "VisualCloze",
@@ -193,6 +194,7 @@ fn built_families_are_registered_in_cache_dit_order() {
         ("BriaPipeline", "Bria"),
         ("PixArtAlphaPipeline", "PixArt"),
         ("PixArtSigmaPipeline", "PixArt"),
+        ("DiTPipeline", "DiT"),
     ] {
         assert_eq!(lookup(class).unwrap().name, family);
     }

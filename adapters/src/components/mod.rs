@@ -8,6 +8,7 @@ pub mod ffn;
 pub mod label_embedding;
 pub mod modulation;
 pub mod norm;
+pub mod patch_embed;
 pub mod patchify;
 pub mod rope;
 pub mod scale_shift_table;

@@ -8,6 +8,7 @@ pub mod auraflow_blocks;
 pub mod bria;
 pub mod chroma;
 pub mod chroma_pipeline;
+pub mod dit;
 pub mod flux;
 pub mod flux_bfl;
 pub mod flux_pipeline;

@@ -107,3 +107,46 @@ fn tiny_pixart_runs_in_bf16() -> Result<()> {
     p.check_within("bf16 output", &out, "output", 5e-2)?;
     Ok(())
 }
+
+#[test]
+fn published_configs_validate_and_the_tiny_one_has_no_extras() {
+    for cfg in [
+        Config::alpha_1024(),
+        Config::alpha_512(),
+        Config::sigma_1024(),
+        Config::tiny(),
+    ] {
+        assert_eq!(cfg.validate(), Ok(()), "{cfg:?}");
+    }
+    assert!(Config::alpha_1024().additional_conditions());
+    assert!(!Config::alpha_512().additional_conditions());
+    assert!(!Config::sigma_1024().additional_conditions());
+    assert_eq!(Config::alpha_1024().position_scale(), 2.0);
+    assert_eq!(Config::alpha_512().position_scale(), 1.0);
+    let tiny = Config::tiny();
+    assert!(!tiny.additional_conditions() && tiny.caption_channels.is_none());
+}
+
+#[test]
+fn inconsistent_configs_are_rejected() {
+    let wrong_cross = Config {
+        caption_channels: Some(16),
+        ..Config::tiny()
+    };
+    assert!(
+        wrong_cross
+            .validate()
+            .unwrap_err()
+            .contains("cross_attention_dim")
+    );
+    let not_thirds = Config {
+        use_additional_conditions: Some(true),
+        ..Config::tiny()
+    };
+    assert!(not_thirds.validate().unwrap_err().contains("multiple of 3"));
+    let zero = Config {
+        norm_type: "ada_norm_zero".into(),
+        ..Config::tiny()
+    };
+    assert!(zero.validate().unwrap_err().contains("norm_type"));
+}

@@ -1,5 +1,6 @@
 //! Shared sub-components (families.md §4), written once and configured by knobs.
 
+pub mod ada_norm_single;
 pub mod attention;
 pub mod cross_attention;
 pub mod embeddings;

@@ -13,7 +13,8 @@ use candle_nn::{Linear, VarBuilder};
 use serde::{Deserialize, Serialize};
 
 use crate::blocks::sequential::{LayerNormSpec, SequentialBlock, SequentialBlockConfig};
-use crate::components::embeddings::{Mlp2, Timesteps};
+use crate::components::ada_norm_single::AdaLayerNormSingle;
+use crate::components::embeddings::Mlp2;
 use crate::components::linear;
 use crate::components::norm::{Norm, NormKind};
 use crate::components::patch_embed::PatchEmbed;
@@ -271,78 +272,6 @@ impl DiffusersConfig for Config {
             return Err("`interpolation_scale` must be a finite number > 0".into());
         }
         Ok(())
-    }
-}
-
-/// diffusers' `AdaLayerNormSingle` (with `PixArtAlphaCombinedTimestepSizeEmbeddings`): the
-/// timestep embedding, plus resolution and aspect-ratio embeddings (each `dim / 3` wide per
-/// value) when the micro-conditions are on, then `linear(SiLU(·))` → `(B, 6·dim)`.
-#[derive(Debug, Clone)]
-pub struct AdaLayerNormSingle {
-    time_proj: Timesteps,
-    timestep_embedder: Mlp2,
-    sizes: Option<(Mlp2, Mlp2)>,
-    linear: Linear,
-}
-
-impl AdaLayerNormSingle {
-    /// Loads `emb.*` and `linear` from `vb` (`adaln_single`).
-    pub fn new(dim: usize, additional_conditions: bool, vb: VarBuilder) -> Result<Self> {
-        let emb = vb.pp("emb");
-        let sizes = if additional_conditions {
-            let s = dim / 3;
-            Some((
-                Mlp2::silu(256, s, s, emb.pp("resolution_embedder"))?,
-                Mlp2::silu(256, s, s, emb.pp("aspect_ratio_embedder"))?,
-            ))
-        } else {
-            None
-        };
-        Ok(Self {
-            time_proj: Timesteps {
-                num_channels: 256,
-                flip_sin_to_cos: true,
-                downscale_freq_shift: 0.0,
-                scale: 1.0,
-            },
-            timestep_embedder: Mlp2::silu(256, dim, dim, emb.pp("timestep_embedder"))?,
-            sizes,
-            linear: linear(dim, 6 * dim, true, vb.pp("linear"))?,
-        })
-    }
-
-    /// Whether resolution and aspect ratio are embedded.
-    pub fn uses_additional_conditions(&self) -> bool {
-        self.sizes.is_some()
-    }
-
-    /// `(timestep (B, 6·dim), embedded_timestep (B, dim))` for `timestep` `(B,)` on the 0-1000
-    /// scale; `sizes` is `(resolution (B, 2), aspect_ratio (B, 1))` when the micro-conditions
-    /// are on. `dtype` is the model's.
-    pub fn forward(
-        &self,
-        timestep: &Tensor,
-        sizes: Option<(&Tensor, &Tensor)>,
-        dtype: DType,
-    ) -> Result<(Tensor, Tensor)> {
-        let embed = |mlp: &Mlp2, x: &Tensor| {
-            mlp.forward(&self.time_proj.forward(&x.flatten_all()?)?.to_dtype(dtype)?)
-        };
-        let mut emb = embed(&self.timestep_embedder, timestep)?;
-        if let Some((res_mlp, ar_mlp)) = &self.sizes {
-            let Some((resolution, aspect_ratio)) = sizes else {
-                candle_core::bail!(
-                    "PixArt with `use_additional_conditions` needs `resolution` and `aspect_ratio` \
-                     (diffusers' `added_cond_kwargs`)"
-                );
-            };
-            let b = emb.dim(0)?;
-            let res = embed(res_mlp, resolution)?.reshape((b, ()))?;
-            let ar = embed(ar_mlp, aspect_ratio)?.reshape((b, ()))?;
-            emb = (emb + Tensor::cat(&[res, ar], 1)?)?;
-        }
-        let six = self.linear.forward(&candle_nn::ops::silu(&emb)?)?;
-        Ok((six, emb))
     }
 }
 
@@ -639,51 +568,3 @@ crate::family_model!(
 );
 
 super::model_accessors!(PixArtTransformer2DModel, transformer_blocks: PixArtTransformerBlock);
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn published_configs_validate_and_the_tiny_one_has_no_extras() {
-        for cfg in [
-            Config::alpha_1024(),
-            Config::alpha_512(),
-            Config::sigma_1024(),
-            Config::tiny(),
-        ] {
-            assert_eq!(cfg.validate(), Ok(()), "{cfg:?}");
-        }
-        assert!(Config::alpha_1024().additional_conditions());
-        assert!(!Config::alpha_512().additional_conditions());
-        assert!(!Config::sigma_1024().additional_conditions());
-        assert_eq!(Config::alpha_1024().position_scale(), 2.0);
-        assert_eq!(Config::alpha_512().position_scale(), 1.0);
-        let tiny = Config::tiny();
-        assert!(!tiny.additional_conditions() && tiny.caption_channels.is_none());
-    }
-
-    #[test]
-    fn inconsistent_configs_are_rejected() {
-        let wrong_cross = Config {
-            caption_channels: Some(16),
-            ..Config::tiny()
-        };
-        assert!(
-            wrong_cross
-                .validate()
-                .unwrap_err()
-                .contains("cross_attention_dim")
-        );
-        let not_thirds = Config {
-            use_additional_conditions: Some(true),
-            ..Config::tiny()
-        };
-        assert!(not_thirds.validate().unwrap_err().contains("multiple of 3"));
-        let zero = Config {
-            norm_type: "ada_norm_zero".into(),
-            ..Config::tiny()
-        };
-        assert!(zero.validate().unwrap_err().contains("norm_type"));
-    }
-}

@@ -2,7 +2,7 @@
 //! on the fixtures written by `tools/reference/gen_blocks_dx.py`: one diffusers block per case
 //! (`block.safetensors`, its own parameter names), its inputs and outputs (`io.safetensors`).
 
-mod common;
+mod harness;
 
 use std::collections::HashMap;
 
@@ -14,7 +14,7 @@ use cachedit_adapters::components::label_embedding::CombinedTimestepLabelEmbeddi
 use cachedit_adapters::components::rope::{RopeStyle, RotaryEmbedding};
 use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::VarBuilder;
-use common::{assert_close, fixture, get, io};
+use harness::{assert_close, fixture, get, io};
 
 /// Relative tolerance (of `max(max |reference|, 1)`): f32 blocks agree to float rounding.
 const REL: f32 = 2e-5;
@@ -210,7 +210,7 @@ fn cogview4_block_with_text_padding_mask() -> Result<()> {
         Some(&rotary),
         None,
     )?;
-    let (err, _) = common::max_err(&h, c.get("out.hidden_states")?)?;
+    let (err, _) = harness::max_err(&h, c.get("out.hidden_states")?)?;
     assert!(err > 1e-3, "unmasked output matches the masked one ({err})");
     Ok(())
 }

@@ -166,7 +166,9 @@ fn built_families_are_registered_in_cache_dit_order() {
         "HunyuanVideo",
         "QwenImage",
         "StableDiffusion3",
+        "DiT",
         "Bria",
+        "PixArt",
         "VisualCloze",
         "AuraFlow",
         "Chroma",
@@ -194,6 +196,9 @@ fn built_families_are_registered_in_cache_dit_order() {
         ("CogVideoXImageToVideoPipeline", "CogVideoX"),
         ("WanImageToVideoPipeline", "Wan"),
         ("BriaPipeline", "Bria"),
+        ("PixArtAlphaPipeline", "PixArt"),
+        ("PixArtSigmaPipeline", "PixArt"),
+        ("DiTPipeline", "DiT"),
     ] {
         assert_eq!(lookup(class).unwrap().name, family);
     }

@@ -399,6 +399,218 @@ fn run_with_the_ddim_scheduler() {
     assert!(stderr(&o).contains("--shift"), "{}", stderr(&o));
 }
 
+/// `run --family PixArtSigmaPipeline --weights DIR --inputs FILE`: diffusers-written weights (the
+/// α-layout tiny fixture: caption projection, micro-conditions) and the transformer's inputs
+/// under diffusers' names (`encoder_hidden_states`, `encoder_attention_mask`, `resolution`,
+/// `aspect_ratio`; `uncond.*` for the negative prompt) run the registry's batched CFG and DDIM,
+/// cached, and give the library's latents and trace exactly.
+#[test]
+fn run_pixart_from_diffusers_weights_and_inputs_matches_the_library() {
+    use cachedit::adapters::FamilyModel;
+    use cachedit::adapters::families::pixart::PixArtTransformer2DModel;
+
+    let device = Device::Cpu;
+    let fixture = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../adapters/tests/fixtures/pixart_tiny_alpha"
+    );
+    let weights = format!("{fixture}/transformer");
+    let io = candle_core::safetensors::load(format!("{fixture}/io.safetensors"), &device).unwrap();
+    let first = |k: &str, i: usize| io[k].narrow(0, i, 1).unwrap().contiguous().unwrap();
+    let mut tensors = std::collections::HashMap::new();
+    tensors.insert("latents".to_string(), first("hidden_states", 0));
+    for k in [
+        "encoder_hidden_states",
+        "encoder_attention_mask",
+        "resolution",
+        "aspect_ratio",
+    ] {
+        tensors.insert(k.to_string(), first(k, 0));
+    }
+    for k in ["encoder_hidden_states", "encoder_attention_mask"] {
+        tensors.insert(format!("uncond.{k}"), first(k, 1));
+    }
+    let cond = tensors
+        .iter()
+        .filter(|(k, _)| *k != "latents" && !k.starts_with("uncond."))
+        .fold(cachedit::Conditioning::new(), |c, (k, v)| {
+            c.with(k.clone(), v.clone())
+        });
+    let mut uncond = cond.clone();
+    for k in ["encoder_hidden_states", "encoder_attention_mask"] {
+        uncond.insert(k, tensors[&format!("uncond.{k}")].clone());
+    }
+
+    let model =
+        PixArtTransformer2DModel::from_pretrained(std::path::Path::new(&weights), DType::F32, &device)
+            .unwrap();
+    let config = CacheConfig {
+        fn_compute_blocks: 1,
+        max_warmup_steps: 1,
+        residual_diff_threshold: 0.5,
+        enable_separate_cfg: Some(false),
+        ..Default::default()
+    };
+    enable_cache(&model, &config).unwrap();
+    set_tracing(&model, true);
+    let steps = 6;
+    let opts = DenoiseOptions {
+        steps,
+        scheduler: cachedit::Scheduler::for_kind(cachedit::SchedulerKind::Ddim),
+        cfg: cachedit::CfgLayout::Batched,
+        guidance_scale: 4.5,
+        ..Default::default()
+    };
+    let lib_out = denoise(
+        &model,
+        tensors["latents"].clone(),
+        &cond,
+        Some(&uncond),
+        &opts,
+        |_, _| {},
+    )
+    .unwrap();
+    let lib_trace = serde_json::to_value(take_trace(&model)).unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = dir.path().join("inputs.safetensors");
+    candle_core::safetensors::save(&tensors, &inputs).unwrap();
+    let (trace, output) = (dir.path().join("trace.json"), dir.path().join("out.safetensors"));
+    let o = cachedit(&[
+        "run",
+        "--family",
+        "PixArtSigmaPipeline",
+        "--weights",
+        &weights,
+        "--inputs",
+        inputs.to_str().unwrap(),
+        "--steps",
+        &steps.to_string(),
+        "--guidance-scale",
+        "4.5",
+        "--fn",
+        "1",
+        "--warmup",
+        "1",
+        "--threshold",
+        "0.5",
+        "--trace",
+        trace.to_str().unwrap(),
+        "--output",
+        output.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("PixArt ("), "{}", stdout(&o));
+    assert!(stdout(&o).contains("CFG batched x4.5"), "{}", stdout(&o));
+    let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&trace).unwrap()).unwrap();
+    let records = doc["records"].as_array().unwrap();
+    assert_eq!(records.len(), steps, "one batched call per step: {doc}");
+    assert!(
+        records.iter().any(|r| r["cached"] == true),
+        "the run caches something"
+    );
+    assert_eq!(doc["records"], lib_trace);
+    assert_eq!(
+        max_abs_diff(&saved_latents(&output, &device), &lib_out.latents),
+        0.0
+    );
+}
+
+/// `run --family DiTPipeline --weights DIR --inputs FILE`: `class_labels` and, for the
+/// unconditional branch, `uncond.class_labels` = the null class, as `DiTPipeline` batches them;
+/// the CLI's cached run gives the library's latents and trace exactly.
+#[test]
+fn run_dit_from_diffusers_weights_and_class_labels_matches_the_library() {
+    use cachedit::adapters::FamilyModel;
+    use cachedit::adapters::families::dit::DiTTransformer2DModel;
+
+    let device = Device::Cpu;
+    let weights = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../adapters/tests/fixtures/dit_tiny/transformer"
+    );
+    let latents = seeded_normal(&[1, 4, 8, 8], 7, DType::F32, &device).unwrap();
+    let (label, null) = (
+        Tensor::new(&[3i64], &device).unwrap(),
+        Tensor::new(&[8i64], &device).unwrap(),
+    );
+    let cond = cachedit::Conditioning::new().with("class_labels", label.clone());
+    let uncond = cachedit::Conditioning::new().with("class_labels", null.clone());
+    let model =
+        DiTTransformer2DModel::from_pretrained(std::path::Path::new(weights), DType::F32, &device).unwrap();
+    let config = CacheConfig {
+        fn_compute_blocks: 1,
+        bn_compute_blocks: 0,
+        max_warmup_steps: 1,
+        residual_diff_threshold: 0.5,
+        enable_separate_cfg: Some(false),
+        ..Default::default()
+    };
+    enable_cache(&model, &config).unwrap();
+    set_tracing(&model, true);
+    let steps = 5;
+    let opts = DenoiseOptions {
+        steps,
+        scheduler: cachedit::Scheduler::for_kind(cachedit::SchedulerKind::Ddim),
+        cfg: cachedit::CfgLayout::Batched,
+        guidance_scale: 4.0,
+        ..Default::default()
+    };
+    let lib_out = denoise(&model, latents.clone(), &cond, Some(&uncond), &opts, |_, _| {}).unwrap();
+    let lib_trace = serde_json::to_value(take_trace(&model)).unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = dir.path().join("inputs.safetensors");
+    let tensors: std::collections::HashMap<String, Tensor> = [
+        ("latents".to_string(), latents),
+        ("class_labels".to_string(), label),
+        ("uncond.class_labels".to_string(), null),
+    ]
+    .into_iter()
+    .collect();
+    candle_core::safetensors::save(&tensors, &inputs).unwrap();
+    let (trace, output) = (dir.path().join("trace.json"), dir.path().join("out.safetensors"));
+    let o = cachedit(&[
+        "run",
+        "--family",
+        "DiTPipeline",
+        "--weights",
+        weights,
+        "--inputs",
+        inputs.to_str().unwrap(),
+        "--steps",
+        &steps.to_string(),
+        "--guidance-scale",
+        "4",
+        "--fn",
+        "1",
+        "--bn",
+        "0",
+        "--warmup",
+        "1",
+        "--threshold",
+        "0.5",
+        "--trace",
+        trace.to_str().unwrap(),
+        "--output",
+        output.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("DiT ("), "{}", stdout(&o));
+    assert!(stdout(&o).contains("CFG batched x4"), "{}", stdout(&o));
+    let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&trace).unwrap()).unwrap();
+    assert_eq!(
+        doc["records"].as_array().unwrap().len(),
+        steps,
+        "one batched call per step"
+    );
+    assert_eq!(doc["records"], lib_trace);
+    assert_eq!(
+        max_abs_diff(&saved_latents(&output, &device), &lib_out.latents),
+        0.0
+    );
+}
+
 /// `bench --dtype bf16` builds the model and its inputs in bf16 (the GPU precision) and runs the
 /// grid; `--device cuda` on a CPU-only build is a clear error.
 #[test]

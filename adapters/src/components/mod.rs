@@ -1,5 +1,6 @@
 //! Shared sub-components (families.md §4), written once and configured by knobs.
 
+pub mod ada_norm_single;
 pub mod attention;
 pub mod cross_attention;
 pub mod embeddings;
@@ -8,6 +9,7 @@ pub mod ffn;
 pub mod label_embedding;
 pub mod modulation;
 pub mod norm;
+pub mod patch_embed;
 pub mod patchify;
 pub mod rope;
 pub mod scale_shift_table;

@@ -240,17 +240,6 @@ impl AdaLayerNormZero {
     }
 }
 
-impl AdaLayerNormZero {
-    /// The same layer with its LayerNorm computed in f32 (`norm_type="fp32_layer_norm"`:
-    /// AuraFlow).
-    pub fn with_f32_norm(self) -> Result<Self> {
-        Ok(Self {
-            norm: self.norm.in_f32()?,
-            ..self
-        })
-    }
-}
-
 /// diffusers' `AdaLayerNormZeroSingle(dim)`: Linear(cond → 3·dim) on `SiLU(emb)`, chunks
 /// `shift, scale, gate`, LayerNorm (no affine).
 #[derive(Debug, Clone)]

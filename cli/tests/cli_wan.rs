@@ -20,7 +20,7 @@ use candle_core::{DType, Device, Tensor};
 
 const WEIGHTS: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/adapters/tests/fixtures/wan_tiny/transformer"
+    "/../adapters/tests/fixtures/wan_tiny/transformer"
 );
 const STEPS: usize = 6;
 

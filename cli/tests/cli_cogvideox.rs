@@ -23,7 +23,7 @@ fn cachedit(args: &[&str]) -> Output {
 
 const WEIGHTS: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/adapters/tests/fixtures/cogvideox_tiny_i2v/transformer"
+    "/../adapters/tests/fixtures/cogvideox_tiny_i2v/transformer"
 );
 
 #[test]

@@ -2,7 +2,7 @@
 //!
 //! - [`components`]: the pieces every family configures rather than copies (attention, norms,
 //!   adaLN modulation, feed-forward, timestep/text embedders, rotary tables, patchify).
-//! - [`blocks`]: the block designs of `families.md` §4: J (dual-stream joint, MMDiT), S
+//! - [`blocks`]: the block designs of `docs/families.md` §4: J (dual-stream joint, MMDiT), S
 //!   (parallel single-stream), D (sequential) and X (shared-weight joint, expert adaLN).
 //! - [`families`]: the transformers, with diffusers' parameter names so a hub `transformer/`
 //!   folder loads as is.

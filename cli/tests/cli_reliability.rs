@@ -252,7 +252,8 @@ fn integer_and_misshapen_inputs_name_the_tensor() {
 
 /// A copy of the Chroma fixture's weights folder with one tensor replaced by `edit`.
 fn weights_copy(dir: &Path, edit: impl FnOnce(&Tensor) -> Tensor) -> (PathBuf, String) {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../adapters/tests/fixtures/chroma_tiny/transformer");
+    let src =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../adapters/tests/fixtures/chroma_tiny/transformer");
     let dst = dir.join("transformer");
     std::fs::create_dir_all(&dst).unwrap();
     std::fs::copy(src.join("config.json"), dst.join("config.json")).unwrap();

@@ -1,4 +1,4 @@
-//! Calibrators through a real `BlockList`: spec §14's calibrator vectors (T1-T4, F1, F2, D1),
+//! Calibrators through a real `BlockList`: docs/algorithm.md §14's calibrator vectors (T1-T4, F1, F2, D1),
 //! DMD fits against torch, polynomial exactness, CFG twins, streams, bounded state.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -10,7 +10,7 @@ use cachedit_runtime::{
 };
 use calib_support::{Add, Increments, Net, assert_close, from_f64, pattern_of, t, values};
 
-/// spec §14: W2, R0.1 (or as given), F1 B0.
+/// docs/algorithm.md §14: W2, R0.1 (or as given), F1 B0.
 fn config(warmup: usize) -> CacheConfig {
     CacheConfig {
         fn_compute_blocks: 1,

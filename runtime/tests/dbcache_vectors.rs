@@ -1,4 +1,4 @@
-//! Every DBCache vector of spec §14, produced by the real cache-dit code, driven through a real
+//! Every DBCache vector of docs/algorithm.md §14, produced by the real cache-dit code, driven through a real
 //! `BlockList` whose first block adds the vector's "Fn residual" (hidden input 0).
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)] // tests fail by panicking
@@ -310,7 +310,7 @@ fn m2_force_refresh_repeat() {
     check(c, &ones(8), "CCSCCSCC");
 }
 
-/// Spec §14 numerics vector through a block list running in bf16: a true ratio of 0.0799 rounds
+/// docs/algorithm.md §14 numerics vector through a block list running in bf16: a true ratio of 0.0799 rounds
 /// to 0.080078125 and is not cached; the same inputs in f32 are cached; 0.0795 is cached.
 #[test]
 fn bf16_numerics_decide_as_upstream() -> Result<()> {

@@ -1,4 +1,4 @@
-//! DBPrune: spec §14 vectors N and N2 (per-block decisions, diffs, dynamic thresholds), and
+//! DBPrune: docs/algorithm.md §14 vectors N and N2 (per-block decisions, diffs, dynamic thresholds), and
 //! through a real `BlockList` on all six patterns: bit identity at threshold 0, pruning with
 //! stored residuals, CFG, protected ids, calibrators, statistics and names.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -290,7 +290,7 @@ fn separate_cfg_branches_prune_independently_or_share_diffs() {
 #[test]
 fn each_block_forecasts_with_its_own_calibrator() {
     // One prunable block (block 1) whose input never changes and whose increment is 10 + s; a
-    // streak limit of 2 makes it compute at steps 0, 1, 4, 7, 10 (spec vector B2's pattern).
+    // streak limit of 2 makes it compute at steps 0, 1, 4, 7, 10 (docs/algorithm.md §14 vector B2's pattern).
     let net = Net::new(vec![Add::<0>; 3], CfgLayout::None);
     let config = CacheConfig {
         max_warmup_steps: 2,

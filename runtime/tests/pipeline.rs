@@ -1,5 +1,5 @@
 //! The denoising pipeline's call layouts: separate CFG makes the conditional then the
-//! unconditional call of each step, which the cache sees as cache-dit does (spec vector F);
+//! unconditional call of each step, which the cache sees as cache-dit does (docs/algorithm.md §14 vector F);
 //! contexts are re-created per pipeline call unless persistent.
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)] // tests fail by panicking

@@ -4,7 +4,7 @@
 //!
 //! Families: Flux, VisualCloze, Bria, Chroma, HunyuanVideo, QwenImage, SD3, AuraFlow (joint
 //! blocks), HiDream (double blocks), Mochi. Their differences are the knobs of
-//! [`JointBlockConfig`] (families.md §4): the modulation provider ([`JointModulation`]), the
+//! [`JointBlockConfig`] (docs/families.md §4): the modulation provider ([`JointModulation`]), the
 //! stream widths (Mochi's text stream is narrower), the stream norm and residual style
 //! ([`StreamNorm`]), each stream's FFN ([`FfnKind`]), the q/k norm, biases, parameter names,
 //! a `context_pre_only` last block ([`ContextPreOnly`]), SD3.5-medium's second image attention

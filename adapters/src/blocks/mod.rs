@@ -1,4 +1,4 @@
-//! The shared block designs of families.md §4. Families configure them and wrap them in their
+//! The shared block designs of docs/families.md §4. Families configure them and wrap them in their
 //! own block types (whose `forward` has the family's diffusers signature and forward pattern).
 //!
 //! - [`joint`]: Design J, the dual-stream joint (MMDiT) block.

@@ -1,4 +1,4 @@
-//! Attention with the knobs of families.md §4: separate or fused q/k/v projections under
+//! Attention with the knobs of docs/families.md §4: separate or fused q/k/v projections under
 //! diffusers' or HiDream's names, biases, q/k norms (per head, or across heads), rotary tables,
 //! an optional additive mask, key scaling and query-row masking, and joint text+image attention
 //! through the "added" (context) projections.

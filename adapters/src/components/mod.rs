@@ -1,4 +1,4 @@
-//! Shared sub-components (families.md §4), written once and configured by knobs.
+//! Shared sub-components (docs/families.md §4), written once and configured by knobs.
 
 pub mod ada_norm_single;
 pub mod attention;

@@ -6,7 +6,7 @@
 //!
 //! As in cache-dit, only `single_transformer_blocks` is a cached list (Pattern_3); the joint
 //! blocks run as a plain loop before it, and the text/image concatenation and split happen at
-//! the list boundary (families.md §3).
+//! the list boundary (docs/families.md §3).
 
 use cachedit_macros::CachedTransformer;
 use cachedit_runtime::{BlockList, Conditioning, Denoiser, Streams};

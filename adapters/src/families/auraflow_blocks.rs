@@ -6,7 +6,7 @@
 //! The joint block is design J and the single block J's image stream around a self-attention
 //! ([`SelfAttentionStreamBlock`]), both with AuraFlow's knobs: no biases anywhere, every
 //! LayerNorm (adaLN, `norm2`, q/k norms) without affine, eps 1e-5 and computed in f32, a SwiGLU
-//! FFN with separate `linear_1`/`linear_2` projections, and the residual quirk of families.md
+//! FFN with separate `linear_1`/`linear_2` projections, and the residual quirk of docs/families.md
 //! §1.25: the attention output only feeds the FFN input, `h = x + g_mlp·ff(mod(norm2(x +
 //! g_msa·attn)))`, it is never added to the residual stream itself.
 

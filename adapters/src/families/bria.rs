@@ -4,7 +4,7 @@
 //! double blocks then Design S single blocks, with diffusers' parameter names.
 //!
 //! cache-dit registers both lists as Pattern_0, but both blocks return
-//! `(encoder_hidden_states, hidden_states)` (families.md §5): they are Pattern_1 here.
+//! `(encoder_hidden_states, hidden_states)` (docs/families.md §5): they are Pattern_1 here.
 
 use cachedit_macros::block_adapter;
 use cachedit_runtime::{BlockList, CachedListInfo, CachedTransformer, CfgLayout, Streams};

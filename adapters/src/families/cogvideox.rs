@@ -229,37 +229,6 @@ impl Config {
 }
 
 impl DiffusersConfig for Config {
-    const FIELDS: &'static [&'static str] = &[
-        "num_attention_heads",
-        "attention_head_dim",
-        "in_channels",
-        "out_channels",
-        "flip_sin_to_cos",
-        "freq_shift",
-        "time_embed_dim",
-        "ofs_embed_dim",
-        "text_embed_dim",
-        "num_layers",
-        "dropout",
-        "attention_bias",
-        "sample_width",
-        "sample_height",
-        "sample_frames",
-        "patch_size",
-        "patch_size_t",
-        "temporal_compression_ratio",
-        "max_text_seq_length",
-        "activation_fn",
-        "timestep_activation_fn",
-        "norm_elementwise_affine",
-        "norm_eps",
-        "spatial_interpolation_scale",
-        "temporal_interpolation_scale",
-        "use_rotary_positional_embeddings",
-        "use_learned_positional_embeddings",
-        "patch_bias",
-    ];
-
     fn validate(&self) -> std::result::Result<(), String> {
         let positive = [
             ("num_attention_heads", self.num_attention_heads),
@@ -559,13 +528,6 @@ impl CogVideoXTransformer3DModel {
             .permute([0, 1, 5, 4, 2, 6, 3, 7])?
             .reshape((b, f, oc, h, w))
     }
-}
-
-impl cachedit_runtime::StaticBlockLists for CogVideoXTransformer3DModel {
-    const BLOCK_LISTS: &'static [(&'static str, cachedit_runtime::ForwardPattern)] = {
-        use cachedit_runtime::ForwardPattern;
-        &[("transformer_blocks", ForwardPattern::Pattern_0)]
-    };
 }
 
 crate::family_model!(

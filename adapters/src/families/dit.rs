@@ -10,9 +10,7 @@
 //! arranges upstream.
 
 use cachedit_macros::{CachedTransformer, block_adapter};
-use cachedit_runtime::{
-    BlockList, Conditioning, Denoiser, ForwardPattern, StaticBlockLists, Streams, seeded_normal,
-};
+use cachedit_runtime::{BlockList, Conditioning, Denoiser, Streams, seeded_normal};
 use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::{Linear, VarBuilder};
 use serde::{Deserialize, Serialize};
@@ -151,31 +149,6 @@ impl Config {
 }
 
 impl DiffusersConfig for Config {
-    const FIELDS: &'static [&'static str] = &[
-        "num_attention_heads",
-        "attention_head_dim",
-        "in_channels",
-        "out_channels",
-        "num_layers",
-        "dropout",
-        "norm_num_groups",
-        "attention_bias",
-        "sample_size",
-        "patch_size",
-        "activation_fn",
-        "num_embeds_ada_norm",
-        "upcast_attention",
-        "norm_type",
-        "norm_elementwise_affine",
-        "norm_eps",
-        "cross_attention_dim",
-        "double_self_attention",
-        "only_cross_attention",
-        "use_linear_projection",
-        "num_vector_embeds",
-        "attention_type",
-    ];
-
     fn validate(&self) -> std::result::Result<(), String> {
         let positive = [
             ("num_attention_heads", self.num_attention_heads),
@@ -400,12 +373,6 @@ impl Denoiser for DiTTransformer2DModel {
         };
         out.contiguous()?.to_dtype(latents.dtype())
     }
-}
-
-/// cache-dit's DiT adapter: `transformer_blocks`, Pattern_3.
-impl StaticBlockLists for DiTTransformer2DModel {
-    const BLOCK_LISTS: &'static [(&'static str, ForwardPattern)] =
-        &[("transformer_blocks", ForwardPattern::Pattern_3)];
 }
 
 crate::family_model!(

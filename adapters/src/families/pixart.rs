@@ -7,7 +7,7 @@
 //! (Pattern_3: the caption is an argument of every block, never rewritten).
 
 use cachedit_macros::{CachedTransformer, block_adapter};
-use cachedit_runtime::{BlockList, Conditioning, Denoiser, ForwardPattern, StaticBlockLists, Streams};
+use cachedit_runtime::{BlockList, Conditioning, Denoiser, Streams};
 use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::{Linear, VarBuilder};
 use serde::{Deserialize, Serialize};
@@ -184,34 +184,6 @@ impl Config {
 }
 
 impl DiffusersConfig for Config {
-    const FIELDS: &'static [&'static str] = &[
-        "num_attention_heads",
-        "attention_head_dim",
-        "in_channels",
-        "out_channels",
-        "num_layers",
-        "dropout",
-        "norm_num_groups",
-        "cross_attention_dim",
-        "attention_bias",
-        "sample_size",
-        "patch_size",
-        "activation_fn",
-        "num_embeds_ada_norm",
-        "upcast_attention",
-        "norm_type",
-        "norm_elementwise_affine",
-        "norm_eps",
-        "interpolation_scale",
-        "use_additional_conditions",
-        "caption_channels",
-        "attention_type",
-        "double_self_attention",
-        "only_cross_attention",
-        "use_linear_projection",
-        "num_vector_embeds",
-    ];
-
     fn validate(&self) -> std::result::Result<(), String> {
         let positive = [
             ("num_attention_heads", self.num_attention_heads),
@@ -548,12 +520,6 @@ impl Denoiser for PixArtTransformer2DModel {
         };
         out.contiguous()?.to_dtype(latents.dtype())
     }
-}
-
-/// cache-dit's PixArt adapter: `transformer_blocks`, Pattern_3.
-impl StaticBlockLists for PixArtTransformer2DModel {
-    const BLOCK_LISTS: &'static [(&'static str, ForwardPattern)] =
-        &[("transformer_blocks", ForwardPattern::Pattern_3)];
 }
 
 crate::family_model!(

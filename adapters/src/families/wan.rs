@@ -169,25 +169,6 @@ impl Config {
 }
 
 impl DiffusersConfig for Config {
-    const FIELDS: &'static [&'static str] = &[
-        "patch_size",
-        "num_attention_heads",
-        "attention_head_dim",
-        "in_channels",
-        "out_channels",
-        "text_dim",
-        "freq_dim",
-        "ffn_dim",
-        "num_layers",
-        "cross_attn_norm",
-        "qk_norm",
-        "eps",
-        "image_dim",
-        "added_kv_proj_dim",
-        "rope_max_seq_len",
-        "pos_embed_seq_len",
-    ];
-
     fn validate(&self) -> std::result::Result<(), String> {
         let positive = [
             ("num_attention_heads", self.num_attention_heads),
@@ -576,11 +557,6 @@ impl WanTransformer3DModel {
             .broadcast_add(&shift)?;
         self.proj_out.forward(&x.to_dtype(hidden.dtype())?)
     }
-}
-
-impl cachedit_runtime::StaticBlockLists for WanTransformer3DModel {
-    const BLOCK_LISTS: &'static [(&'static str, cachedit_runtime::ForwardPattern)] =
-        &[("blocks", cachedit_runtime::ForwardPattern::Pattern_2)];
 }
 
 crate::family_model!(

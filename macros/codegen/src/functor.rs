@@ -1,7 +1,7 @@
 //! `#[patch_functor(pattern = Pattern_N, wrapper = Name)]` on a free function
 //! `fn f(block: &Block, hidden, [encoder,] ..)`: the way to cache a block whose own `forward`
 //! does not fit a pattern, or whose model runs per-block logic between the blocks (cache-dit's
-//! PatchFunctors, spec §10).
+//! PatchFunctors, docs/algorithm.md §10).
 //!
 //! The function is the loop body of the model's original block loop with the per-index logic
 //! moved inside: it gets one block, the streams in the pattern's order, the block's index

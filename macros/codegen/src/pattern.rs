@@ -4,7 +4,7 @@
 use proc_macro2::Span;
 use syn::Ident;
 
-/// One of `Pattern_0` .. `Pattern_5` (spec §1.1).
+/// One of `Pattern_0` .. `Pattern_5` (docs/algorithm.md §1.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pattern {
     /// Takes `(H, E, ..)`, returns `(H, E)`.

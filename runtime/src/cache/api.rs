@@ -14,7 +14,7 @@ use crate::cache::record::CallRecord;
 use crate::cache::stats::CacheStats;
 
 /// How a model's pipeline runs classifier-free guidance, which decides whether each step makes
-/// one transformer call or two (spec §9.5).
+/// one transformer call or two (docs/algorithm.md §9.5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CfgLayout {

@@ -1,4 +1,4 @@
-//! The relative L1 diff that decides "cache or compute" (spec §4.1), with cache-dit's numerics:
+//! The relative L1 diff that decides "cache or compute" (docs/algorithm.md §4.1), with cache-dit's numerics:
 //! per-element differences in the model dtype, means accumulated in at least f32 and rounded to
 //! the model dtype, the quotient divided in f32 and rounded to the model dtype again.
 
@@ -134,7 +134,7 @@ mod tests {
         assert_eq!(relative_l1(&a, &b, Some(m)).unwrap(), d);
     }
 
-    /// Spec §14 numerics vector: a true ratio of 0.0799 is 0.080078125 in bf16 (not < 0.08),
+    /// docs/algorithm.md §14 numerics vector: a true ratio of 0.0799 is 0.080078125 in bf16 (not < 0.08),
     /// while 0.0795 rounds to 0.07958984375 (< 0.08).
     #[test]
     fn bf16_rounding_flips_the_decision_as_upstream() {

@@ -5,7 +5,7 @@ use std::fmt;
 use std::str::FromStr;
 
 /// How a transformer block takes and returns the hidden stream `H` and the encoder stream `E`
-/// (spec §1.1). The names are cache-dit's, so registry entries and configs read the same.
+/// (docs/algorithm.md §1.1). The names are cache-dit's, so registry entries and configs read the same.
 #[allow(non_camel_case_types)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ForwardPattern {

@@ -1,5 +1,5 @@
 //! Cache statistics per block list and CFG branch, and the summary table cache-dit prints
-//! (spec §8.1, §8.2).
+//! (docs/algorithm.md §8.1, §8.2).
 
 use std::fmt::Write as _;
 

@@ -13,7 +13,7 @@ pub trait MiddleStore: Send {
     fn approximate(&mut self) -> Result<Option<Tensor>>;
     /// The shape of what `approximate` would return, without advancing any state.
     fn shape(&self) -> Option<&Shape>;
-    /// Called once per call of this branch, after the Fn blocks (spec §3.2).
+    /// Called once per call of this branch, after the Fn blocks (docs/algorithm.md §3.2).
     fn mark_step_begin(&mut self) {}
     /// Forgets everything.
     fn reset(&mut self);

@@ -145,7 +145,7 @@ pub fn scalar_model(config: CacheConfig) -> Model<P3Block> {
     model
 }
 
-/// F1 B0 with the given warmup and threshold (the defaults of the spec's vectors).
+/// F1 B0 with the given warmup and threshold (the defaults of the vectors of docs/algorithm.md §14).
 pub fn vector_config(warmup: usize, threshold: f64) -> CacheConfig {
     CacheConfig {
         fn_compute_blocks: 1,

@@ -1,4 +1,4 @@
-//! DMD, Dynamic Mode Decomposition (spec §7.3): fit a linear propagator to the last evenly
+//! DMD, Dynamic Mode Decomposition (docs/algorithm.md §7.3): fit a linear propagator to the last evenly
 //! spaced computed values and forecast by eigenvalue powers; below four such values, a
 //! first-order Taylor fallback.
 //!

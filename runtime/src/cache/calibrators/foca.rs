@@ -1,4 +1,4 @@
-//! FoCa (spec §7.2): a Heun (trapezoid) forecast anchored at the last computed value, averaging
+//! FoCa (docs/algorithm.md §7.2): a Heun (trapezoid) forecast anchored at the last computed value, averaging
 //! the slope between the last two computed values and the slope between the last two values
 //! seen (computed or forecast). Forecasts feed back into the state.
 

@@ -1,5 +1,5 @@
 //! Calibrators: on a cached call, forecast what the skipped blocks would have produced instead
-//! of reusing the last computed value as is (spec §7). Each is a [`MiddleStore`](crate::cache::store::MiddleStore): computed calls
+//! of reusing the last computed value as is (docs/algorithm.md §7). Each is a [`MiddleStore`](crate::cache::store::MiddleStore): computed calls
 //! `update` it, cached calls ask it to `approximate`. A context keeps one per stream (hidden,
 //! encoder) and CFG branch, and under DBPrune one per block as well, so every state sees one
 //! value sequence.
@@ -73,7 +73,7 @@ pub fn factory(config: &CalibratorConfig) -> StoreFactory {
 }
 
 /// The stores of a context: the calibrator on the hidden stream if `enable_calibrator`, on the
-/// encoder stream if `enable_encoder_calibrator`, plain residual buffers elsewhere (spec §4.6).
+/// encoder stream if `enable_encoder_calibrator`, plain residual buffers elsewhere (docs/algorithm.md §4.6).
 pub fn stream_stores(config: Option<&CalibratorConfig>) -> StreamStores {
     let plain = || -> StoreFactory { Box::new(|| Box::new(PlainStore::default())) };
     let Some(c) = config else {

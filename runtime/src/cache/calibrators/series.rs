@@ -5,7 +5,7 @@ use candle_core::{Result, Tensor};
 
 use crate::cache::config::calibrator::CalibratorTiming;
 
-/// The step counter of one calibrator state (spec §7, "Step alignment"). cache-dit creates a
+/// The step counter of one calibrator state (docs/algorithm.md §7, "Step alignment"). cache-dit creates a
 /// state at its first `update` with step -1 and only advances existing states, so the state's
 /// step lags the branch's by one; the corrected timing counts every call of the branch.
 #[derive(Debug, Clone, Copy)]

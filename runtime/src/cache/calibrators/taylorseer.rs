@@ -1,4 +1,4 @@
-//! TaylorSeer (spec §7.1): keep the last computed value and `n` finite-difference derivatives,
+//! TaylorSeer (docs/algorithm.md §7.1): keep the last computed value and `n` finite-difference derivatives,
 //! forecast by a Taylor expansion over the steps elapsed since.
 
 use std::collections::VecDeque;

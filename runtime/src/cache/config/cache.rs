@@ -1,4 +1,4 @@
-//! `CacheConfig`: every DBCache option with cache-dit's names and defaults (spec §2.1), and its
+//! `CacheConfig`: every DBCache option with cache-dit's names and defaults (docs/algorithm.md §2.1), and its
 //! validation, done once when a cache is enabled. The options are declared once, below; the
 //! per-list patch `CacheConfigPatch` and the YAML keys `CacheConfig::KEYS` follow from them.
 
@@ -15,7 +15,7 @@ pub enum CacheType {
     #[default]
     DBCache,
     /// Dynamic Block Prune: decide block by block whether a block can be skipped by reusing its
-    /// residual from the last call it was computed (spec §6).
+    /// residual from the last call it was computed (docs/algorithm.md §6).
     DBPrune,
 }
 
@@ -29,7 +29,7 @@ impl CacheType {
     }
 }
 
-/// What a mask-0 step of `steps_computation_mask` does (spec §4.5).
+/// What a mask-0 step of `steps_computation_mask` does (docs/algorithm.md §4.5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum StepsComputationPolicy {
@@ -112,12 +112,12 @@ declare_cache_config! {
     /// Refresh once or repeatedly at `force_refresh_step_hint`.
     force_refresh_step_policy: ForceRefreshPolicy = ForceRefreshPolicy::Once,
     /// cache-dit (HEAD f86744af) keeps the continuous-cached counter after a non-adjacent cache
-    /// hit, so `max_continuous_cached_steps = 1` gives streaks of 1, 2, 2, 2 (spec §4.3). `true`
+    /// hit, so `max_continuous_cached_steps = 1` gives streaks of 1, 2, 2, 2 (docs/algorithm.md §4.3). `true`
     /// restarts the streak at 1 after a gap (upstream PR #1114). Default `false` matches
     /// cache-dit's cached-step lists.
     restart_continuous_streak: bool = false,
     /// DBPrune: relax the threshold per block to `mean(first five positive diffs of the step) *
-    /// dynamic_prune_threshold_relax_ratio`, capped (spec §6).
+    /// dynamic_prune_threshold_relax_ratio`, capped (docs/algorithm.md §6).
     enable_dynamic_prune_threshold: bool = false,
     /// DBPrune: the cap of the relaxed threshold; `None` means `2 * residual_diff_threshold`.
     max_dynamic_prune_threshold: Option<f64> = None,
@@ -231,7 +231,7 @@ impl CacheConfig {
         Ok(())
     }
 
-    /// Steps `0..min(W, leading ones of the mask)` strided by `warmup_interval` (spec §4.2).
+    /// Steps `0..min(W, leading ones of the mask)` strided by `warmup_interval` (docs/algorithm.md §4.2).
     pub fn is_warmup_step(&self, step: usize) -> bool {
         let limit = match &self.steps_computation_mask {
             Some(mask) => {

@@ -1,4 +1,4 @@
-//! Calibrator configurations with cache-dit's names and defaults (spec §2.4). The calibrators
+//! Calibrator configurations with cache-dit's names and defaults (docs/algorithm.md §2.4). The calibrators
 //! forecast the middle blocks' residual (or output) on cached calls instead of reusing the last
 //! computed one as is.
 
@@ -16,7 +16,7 @@ pub const DMD_SVD_PRECISIONS: [&str; 3] = ["low", "medium", "high"];
 pub enum CalibratorTiming {
     /// As cache-dit (default, gives the same forecasts): a calibrator state only starts counting
     /// steps after its first update, so its step lags the branch's by one and TaylorSeer's
-    /// `current_step > 1` gate holds derivatives back until branch step 3 (spec §7, "Step
+    /// `current_step > 1` gate holds derivatives back until branch step 3 (docs/algorithm.md §7, "Step
     /// alignment"); TaylorSeer's ladder divides every order by the latest gap and is evaluated as
     /// a Taylor series; DMD's Taylor fallback differences against the update two back.
     #[default]

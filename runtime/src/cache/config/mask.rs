@@ -1,4 +1,4 @@
-//! The step-computation-mask generator of cache-dit (`steps_mask`, spec §5).
+//! The step-computation-mask generator of cache-dit (`steps_mask`, docs/algorithm.md §5).
 
 use crate::cache::config::error::MaskError;
 use crate::limits::check_steps;
@@ -208,7 +208,7 @@ mod tests {
             .collect()
     }
 
-    /// Every mask listed in spec §5, verified against cache-dit.
+    /// Every mask listed in docs/algorithm.md §5, verified against cache-dit.
     #[test]
     fn reproduces_every_mask_of_the_spec() {
         let expected: &[(usize, [&str; 4])] = &[

@@ -1,4 +1,4 @@
-//! Per-list overrides (cache-dit's `ParamsModifier`, spec §9.4): a partial `CacheConfig`
+//! Per-list overrides (cache-dit's `ParamsModifier`, docs/algorithm.md §9.4): a partial `CacheConfig`
 //! ([`CacheConfigPatch`], generated with `CacheConfig` from the one declaration of the options)
 //! whose set fields win over the shared config for one named block list.
 

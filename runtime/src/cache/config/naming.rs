@@ -1,4 +1,4 @@
-//! cache-dit's naming strings of configurations (`strify`, spec §8.4), e.g.
+//! cache-dit's naming strings of configurations (`strify`, docs/algorithm.md §8.4), e.g.
 //! `DBCache_F1B0_W8I1M0MC0_R0.08_CFG0`; the full name of a run, which adds its statistics
 //! (`..._T1O1_S17`), is [`CacheStats::name`](crate::cache::stats::CacheStats::name).
 

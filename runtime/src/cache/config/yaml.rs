@@ -1,4 +1,4 @@
-//! `load_configs`: cache-dit's YAML config format (spec §12), so a user's existing file works.
+//! `load_configs`: cache-dit's YAML config format (docs/algorithm.md §12), so a user's existing file works.
 //!
 //! ```yaml
 //! cache_config:                   # every CacheConfig key, with cache-dit's spelling

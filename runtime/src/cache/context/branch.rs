@@ -14,7 +14,7 @@ pub struct BranchState {
     pub residual_diffs: Vec<(usize, f64)>,
     /// Sum of the positive recorded diffs (never reset within a context).
     pub accumulated_residual_diff: f64,
-    /// The continuous-cached counter of spec §3.3.
+    /// The continuous-cached counter of docs/algorithm.md §3.3.
     pub continuous_cached_steps: i64,
     /// Cached calls over the context's life, surviving force refreshes.
     pub accumulated_cached_steps: usize,

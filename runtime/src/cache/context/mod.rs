@@ -1,4 +1,4 @@
-//! `CacheContext`: the decision stream of one block list (spec §3, §4): step counting, CFG
+//! `CacheContext`: the decision stream of one block list (docs/algorithm.md §3, §4): step counting, CFG
 //! branches, warmup, masks, limits, the diff, refresh, and the stored buffers. What differs
 //! between the strategies is asked of their [`rules`].
 
@@ -212,7 +212,7 @@ impl CacheContext {
         self.calibrator = calibrator;
     }
 
-    /// Persistent-mode refresh, run at the top of every call (spec §3.4). Note the upstream
+    /// Persistent-mode refresh, run at the top of every call (docs/algorithm.md §3.4). Note the upstream
     /// quirk reproduced here: `current_step` has not advanced yet, so the `num_inference_steps`
     /// refresh fires one call late (period N + 1).
     pub fn maybe_refresh(&mut self) -> Option<RefreshReason> {
@@ -266,7 +266,7 @@ impl CacheContext {
         Some(reason)
     }
 
-    /// Advances the counters; called once per call, after the Fn blocks (spec §3.2).
+    /// Advances the counters; called once per call, after the Fn blocks (docs/algorithm.md §3.2).
     pub fn mark_step_begin(&mut self) {
         self.transformer_executed_steps += 1;
         self.accumulated_transformer_executed_steps += 1;
@@ -300,8 +300,8 @@ impl CacheContext {
         self.current_step().max(0) as usize
     }
 
-    /// Records a diff for the current step of the active branch, first writer wins (§3.3).
-    /// DBPrune appends every block's diff and does not accumulate them (§6).
+    /// Records a diff for the current step of the active branch, first writer wins (docs/algorithm.md §3.3).
+    /// DBPrune appends every block's diff and does not accumulate them (docs/algorithm.md §6).
     fn add_residual_diff(&mut self, slot: usize, diff: f64) {
         let step = self.step();
         self.slot(slot).diff = Some((step, diff));
@@ -317,7 +317,7 @@ impl CacheContext {
         }
     }
 
-    /// Marks the current call as cached and updates the continuous streak (§3.3).
+    /// Marks the current call as cached and updates the continuous streak (docs/algorithm.md §3.3).
     pub fn add_cached_step(&mut self) {
         let step = self.step();
         let restart = self.config.restart_continuous_streak;
@@ -351,7 +351,7 @@ impl CacheContext {
 
     /// The threshold the next decision compares with: `residual_diff_threshold`, or under
     /// DBPrune with `enable_dynamic_prune_threshold` the threshold relaxed from this step's
-    /// non-CFG diffs (spec §6).
+    /// non-CFG diffs (docs/algorithm.md §6).
     pub fn threshold(&self) -> f64 {
         let mut diffs = self.branch(Branch::NonCfg).diffs_at(self.step());
         self.rules.threshold(&self.config, &mut diffs)
@@ -363,7 +363,7 @@ impl CacheContext {
         self.rules.probe_stride(&self.config, self.calibrator.is_some())
     }
 
-    /// Decides whether the current call may reuse the cache, in cache-dit's order (§4.2).
+    /// Decides whether the current call may reuse the cache, in cache-dit's order (docs/algorithm.md §4.2).
     pub fn can_cache(&mut self, probe: &Tensor) -> Result<Decision> {
         self.can_cache_at(0, probe)
     }
@@ -538,7 +538,7 @@ impl CacheContext {
     }
 
     /// Reuses the stored (or forecast) middle output on the streams leaving the Fn blocks
-    /// (spec §4.7). Call `cache_fits` first.
+    /// (docs/algorithm.md §4.7). Call `cache_fits` first.
     pub fn apply_cache(&mut self, s: Streams) -> Result<Streams> {
         self.apply_cache_at(0, s)
     }

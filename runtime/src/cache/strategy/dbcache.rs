@@ -1,4 +1,4 @@
-//! The DBCache forward of one cached list (spec §1.4, §1.5): Fn blocks, the decision, then the
+//! The DBCache forward of one cached list (docs/algorithm.md §1.4, §1.5): Fn blocks, the decision, then the
 //! middle blocks or the cache, then Bn blocks. The same code serves all six patterns because
 //! `CachedBlock` normalises how each pattern moves the encoder stream.
 

@@ -1,4 +1,4 @@
-//! DBPrune, Dynamic Block Prune (spec §6): decide block by block whether a block can be skipped.
+//! DBPrune, Dynamic Block Prune (docs/algorithm.md §6): decide block by block whether a block can be skipped.
 //! The probe of block `i` is its input hidden state, compared with its input at the last call
 //! where it was computed; a pruned block's output is its input plus the residual it produced
 //! then (or its forecast, with a calibrator). The first `Fn`, the last `Bn` and the

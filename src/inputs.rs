@@ -92,7 +92,8 @@ pub enum InputsError {
 /// The tensors a family's `predict` reads, as its synthetic conditioning has them at batch 1.
 #[derive(Debug, Clone)]
 pub struct Expected {
-    latents: Vec<usize>,
+    /// The latent shape at batch 1 and the family's configured size.
+    pub latents: Vec<usize>,
     cond: BTreeMap<String, (Vec<usize>, DType)>,
 }
 
@@ -236,11 +237,22 @@ fn require_float(path: &Path, name: &str, t: &Tensor) -> Result<(), InputsError>
     })
 }
 
-/// The latents: float, the family's shape at its configured size for any batch. Returns the
-/// batch.
+/// The latents: float, the family's rank, a non-empty batch and no empty dimension. Their
+/// size may differ from the configured one (families whose transformer takes its grid from the
+/// latents accept other sizes); [`check_latents_size`] is the error when the model refuses
+/// them. Returns the batch.
 fn check_latents(path: &Path, t: &Tensor, expected: &[usize]) -> Result<usize, InputsError> {
     require_float(path, "latents", t)?;
     let found = t.dims();
+    if found.len() != expected.len() || found.contains(&0) {
+        check_latents_size(path, found, expected)?;
+    }
+    Ok(found.first().copied().unwrap_or(1))
+}
+
+/// Whether latents of shape `found` have the family's configured shape `expected` (any
+/// batch): the error names the tensor, the expected and the found shape.
+pub fn check_latents_size(path: &Path, found: &[usize], expected: &[usize]) -> Result<(), InputsError> {
     let fits = found.len() == expected.len()
         && found.first().is_some_and(|&b| b > 0)
         && found.iter().zip(expected).skip(1).all(|(f, e)| f == e);
@@ -261,7 +273,7 @@ fn check_latents(path: &Path, t: &Tensor, expected: &[usize]) -> Result<usize, I
             why: "any batch, the family's latent shape at its configured size",
         });
     }
-    Ok(found.first().copied().unwrap_or(1))
+    Ok(())
 }
 
 /// A conditioning tensor the family knows: its dtype kind, rank, feature width (last dimension)
@@ -280,7 +292,9 @@ fn check_cond(
     let found = t.dims();
     let rank = expected.len();
     let batched = !name.ends_with("_ids") && rank > 0;
-    let last_fits = rank < 2 || found.last() == expected.last();
+    // A mask's last dimension is a sequence length, as free as the sequence it masks.
+    let has_width = rank >= 2 && !name.ends_with("mask");
+    let last_fits = !has_width || found.last() == expected.last();
     let batch_fits = !batched || found.first() == Some(&batch);
     if found.len() != rank || !last_fits || !batch_fits {
         let parts: Vec<String> = expected
@@ -288,7 +302,7 @@ fn check_cond(
             .enumerate()
             .map(|(i, d)| match i {
                 0 if batched => batch.to_string(),
-                _ if rank >= 2 && i + 1 == rank => d.to_string(),
+                _ if has_width && i + 1 == rank => d.to_string(),
                 _ => "*".into(),
             })
             .collect();

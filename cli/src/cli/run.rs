@@ -9,7 +9,7 @@ use cachedit::{
     Denoiser, FamilyEntry, FlowMatchEuler, Scheduler, SchedulerKind, WeightsSource, denoise, disable_cache,
     enable_cache_with_options, load_configs, render_summary, seeded_normal, set_tracing, summary, take_trace,
 };
-use candle_core::{DType, Device};
+use candle_core::{DType, Device, Tensor};
 use serde_json::json;
 
 use super::checks;
@@ -252,6 +252,16 @@ pub fn run(args: &RunArgs) -> Result<()> {
                 check_finite: !args.no_finite_check,
             };
             let i = cachedit::inputs::read_inputs(p, opts, &device).context("reading --inputs")?;
+            // Latents of another size than the configured one run if the family's transformer
+            // takes its grid from them; one trial call tells, and its refusal is reported as
+            // the inputs' shape error rather than an error deep inside a matmul.
+            if i.latents.dims().get(1..) != expected.latents.get(1..) {
+                let t = Tensor::ones(i.latents.dim(0)?, dt, &device)?;
+                if model.predict(&i.latents, &t, &i.cond).is_err() {
+                    cachedit::inputs::check_latents_size(p, i.latents.dims(), &expected.latents)
+                        .context("reading --inputs")?;
+                }
+            }
             (i.latents, i.cond, i.uncond, (i.sigmas, i.timesteps))
         }
         None => (

@@ -13,31 +13,7 @@ use import_graph::{Disk, crate_cycles};
 /// Cycles that exist and are to be removed (each the files of one strongly connected component,
 /// sorted): the check fails on any other cycle, and on a listed one that no longer exists, so
 /// that this list only shrinks.
-const KNOWN_CYCLES: &[&[&str]] = &[
-    // The test module of `components/mod.rs` builds a Flux model (components -> families/flux ->
-    // blocks -> components); moving that test out of the module removes the cycle.
-    &[
-        "adapters/src/blocks/joint.rs",
-        "adapters/src/blocks/single.rs",
-        "adapters/src/blocks/stream.rs",
-        "adapters/src/components/attention.rs",
-        "adapters/src/components/embeddings.rs",
-        "adapters/src/components/ffn.rs",
-        "adapters/src/components/mod.rs",
-        "adapters/src/components/modulation.rs",
-        "adapters/src/components/norm.rs",
-        "adapters/src/components/rope.rs",
-        "adapters/src/families/flux.rs",
-        "adapters/src/sample.rs",
-    ],
-    // The rotary builder takes CogVideoX's `Config`, which imports the builder.
-    &[
-        "adapters/src/families/cogvideox.rs",
-        "adapters/src/families/cogvideox_positions.rs",
-    ],
-    // `demo/train.rs` uses helpers of `demo/mod.rs`, which re-exports the trainer.
-    &["adapters/src/demo/mod.rs", "adapters/src/demo/train.rs"],
-];
+const KNOWN_CYCLES: &[&[&str]] = &[];
 
 /// The crate roots of the workspace, relative to the repository root.
 const ROOTS: &[&str] = &[

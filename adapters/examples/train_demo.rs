@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use cachedit_adapters::demo::{TrainOptions, train_demo};
+use cachedit_adapters::demo::train::{TrainOptions, train_demo};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);

@@ -3,7 +3,7 @@
 //! caching behaviour without downloading anything.
 //!
 //! - [`dataset`]: the shapes data set (`3 × 16 × 16` RGB in `[-1, 1]`, 16 classes).
-//! - [`train`]: rectified-flow training ([`train_demo`]).
+//! - [`train`]: rectified-flow training ([`train::train_demo`]).
 //! - [`image`]: PNG writing, image grids, loss plots, PSNR.
 //! - [`ssim`]: structural similarity (Wang et al.), in floating point.
 //!
@@ -22,7 +22,6 @@ use cachedit_runtime::{Conditioning, DenoiseOptions, Denoiser, denoise, seeded_n
 use candle_core::{DType, Device, Result, Tensor};
 
 pub use dataset::{Colour, DemoClass, Shape};
-pub use train::{TrainOptions, TrainReport, train_demo};
 
 use crate::components::patchify::{image_ids, pack_latents, text_ids, unpack_latents};
 use crate::families::flux::{Config, FluxTransformer2DModel};

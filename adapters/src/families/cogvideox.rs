@@ -489,7 +489,22 @@ impl CogVideoXTransformer3DModel {
     /// `frames` latent frames of a `grid_h × grid_w` patch grid (`None` for sin-cos models);
     /// see [`pipeline_rotary`].
     pub fn rotary(&self, frames: usize, grid_h: usize, grid_w: usize) -> Result<Option<RotaryEmbedding>> {
-        pipeline_rotary(&self.cfg, frames, grid_h, grid_w, self.proj_out.weight().device())
+        let cfg = &self.cfg;
+        if !cfg.use_rotary_positional_embeddings {
+            return Ok(None);
+        }
+        let base = (
+            cfg.sample_height / cfg.patch_size,
+            cfg.sample_width / cfg.patch_size,
+        );
+        pipeline_rotary(
+            cfg.attention_head_dim,
+            cfg.patch_size_t,
+            base,
+            (frames, grid_h, grid_w),
+            self.proj_out.weight().device(),
+        )
+        .map(Some)
     }
 
     /// The transformer: `hidden_states` `(B, F, C, H, W)` (frames before channels, as the

@@ -3,7 +3,6 @@
 
 use candle_core::{Device, Result, Tensor};
 
-use super::cogvideox::Config;
 use crate::components::rope::{RopeStyle, RotaryEmbedding, rotary_angles_1d};
 
 /// diffusers' `get_3d_sincos_pos_embed(dim, (w, h), frames, s, t)`, flattened to
@@ -103,28 +102,24 @@ pub fn rotary_3d(
 }
 
 /// `CogVideoXPipeline._prepare_rotary_positional_embeddings` for `frames` latent frames of a
-/// `grid_h × grid_w` patch grid (`None` for sin-cos models): 1.0 fits the grid into the
-/// config's base grid and spreads positions over the crop (linspace); 1.5 counts them from 0
-/// (slice).
+/// `grid_h × grid_w` patch grid, given the config's `attention_head_dim`, `patch_size_t` and
+/// base patch grid `(height, width)`: 1.0 (no `patch_size_t`) fits the grid into the base grid
+/// and spreads positions over the crop (linspace); 1.5 counts them from 0 (slice). Takes the
+/// config's numbers rather than the config, so this module does not import the model's.
 pub fn pipeline_rotary(
-    cfg: &Config,
-    frames: usize,
-    grid_h: usize,
-    grid_w: usize,
+    head_dim: usize,
+    patch_size_t: Option<usize>,
+    (base_h, base_w): (usize, usize),
+    (frames, grid_h, grid_w): (usize, usize, usize),
     device: &Device,
-) -> Result<Option<RotaryEmbedding>> {
-    if !cfg.use_rotary_positional_embeddings {
-        return Ok(None);
-    }
-    let p = cfg.patch_size;
-    let (base_w, base_h) = (cfg.sample_width / p, cfg.sample_height / p);
+) -> Result<RotaryEmbedding> {
     let count = |n: usize| (0..n).map(|i| i as f64).collect::<Vec<_>>();
-    let table = match cfg.patch_size_t {
+    let table = match patch_size_t {
         None => {
             let ((top, left), (bottom, right)) = resize_crop_region(grid_h, grid_w, base_w, base_h);
             let (fh, fw, ft) = (grid_h as f64, grid_w as f64, frames as f64);
             rotary_3d(
-                cfg.attention_head_dim,
+                head_dim,
                 &linspace(0.0, ft * (ft - 1.0) / ft, frames),
                 &linspace(top, bottom * (fh - 1.0) / fh, grid_h),
                 &linspace(left, right * (fw - 1.0) / fw, grid_w),
@@ -138,7 +133,7 @@ pub fn pipeline_rotary(
                 );
             }
             rotary_3d(
-                cfg.attention_head_dim,
+                head_dim,
                 &count(frames.div_ceil(pt)),
                 &count(grid_h),
                 &count(grid_w),
@@ -146,5 +141,5 @@ pub fn pipeline_rotary(
             )?
         }
     };
-    Ok(Some(table))
+    Ok(table)
 }

@@ -451,58 +451,29 @@ fn run_pixart_from_diffusers_weights_and_inputs_matches_the_library() {
         enable_separate_cfg: Some(false),
         ..Default::default()
     };
-    enable_cache(&model, &config).unwrap();
-    set_tracing(&model, true);
     let steps = 6;
-    let opts = DenoiseOptions {
+    let (lib_latents, lib_trace) =
+        library_ddim_run(&model, &config, steps, 4.5, &tensors["latents"], &cond, &uncond);
+    let (o, doc, cli_latents) = cli_run_with_inputs(
+        &tensors,
         steps,
-        scheduler: cachedit::Scheduler::for_kind(cachedit::SchedulerKind::Ddim),
-        cfg: cachedit::CfgLayout::Batched,
-        guidance_scale: 4.5,
-        ..Default::default()
-    };
-    let lib_out = denoise(
-        &model,
-        tensors["latents"].clone(),
-        &cond,
-        Some(&uncond),
-        &opts,
-        |_, _| {},
-    )
-    .unwrap();
-    let lib_trace = serde_json::to_value(take_trace(&model)).unwrap();
-
-    let dir = tempfile::tempdir().unwrap();
-    let inputs = dir.path().join("inputs.safetensors");
-    candle_core::safetensors::save(&tensors, &inputs).unwrap();
-    let (trace, output) = (dir.path().join("trace.json"), dir.path().join("out.safetensors"));
-    let o = cachedit(&[
-        "run",
-        "--family",
-        "PixArtSigmaPipeline",
-        "--weights",
-        &weights,
-        "--inputs",
-        inputs.to_str().unwrap(),
-        "--steps",
-        &steps.to_string(),
-        "--guidance-scale",
-        "4.5",
-        "--fn",
-        "1",
-        "--warmup",
-        "1",
-        "--threshold",
-        "0.5",
-        "--trace",
-        trace.to_str().unwrap(),
-        "--output",
-        output.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
+        &[
+            "--family",
+            "PixArtSigmaPipeline",
+            "--weights",
+            &weights,
+            "--guidance-scale",
+            "4.5",
+            "--fn",
+            "1",
+            "--warmup",
+            "1",
+            "--threshold",
+            "0.5",
+        ],
+    );
     assert!(stdout(&o).contains("PixArt ("), "{}", stdout(&o));
     assert!(stdout(&o).contains("CFG batched x4.5"), "{}", stdout(&o));
-    let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&trace).unwrap()).unwrap();
     let records = doc["records"].as_array().unwrap();
     assert_eq!(records.len(), steps, "one batched call per step: {doc}");
     assert!(
@@ -510,10 +481,7 @@ fn run_pixart_from_diffusers_weights_and_inputs_matches_the_library() {
         "the run caches something"
     );
     assert_eq!(doc["records"], lib_trace);
-    assert_eq!(
-        max_abs_diff(&saved_latents(&output, &device), &lib_out.latents),
-        0.0
-    );
+    assert_eq!(max_abs_diff(&cli_latents, &lib_latents), 0.0);
 }
 
 /// `run --family DiTPipeline --weights DIR --inputs FILE`: `class_labels` and, for the
@@ -546,21 +514,8 @@ fn run_dit_from_diffusers_weights_and_class_labels_matches_the_library() {
         enable_separate_cfg: Some(false),
         ..Default::default()
     };
-    enable_cache(&model, &config).unwrap();
-    set_tracing(&model, true);
     let steps = 5;
-    let opts = DenoiseOptions {
-        steps,
-        scheduler: cachedit::Scheduler::for_kind(cachedit::SchedulerKind::Ddim),
-        cfg: cachedit::CfgLayout::Batched,
-        guidance_scale: 4.0,
-        ..Default::default()
-    };
-    let lib_out = denoise(&model, latents.clone(), &cond, Some(&uncond), &opts, |_, _| {}).unwrap();
-    let lib_trace = serde_json::to_value(take_trace(&model)).unwrap();
-
-    let dir = tempfile::tempdir().unwrap();
-    let inputs = dir.path().join("inputs.safetensors");
+    let (lib_latents, lib_trace) = library_ddim_run(&model, &config, steps, 4.0, &latents, &cond, &uncond);
     let tensors: std::collections::HashMap<String, Tensor> = [
         ("latents".to_string(), latents),
         ("class_labels".to_string(), label),
@@ -568,47 +523,35 @@ fn run_dit_from_diffusers_weights_and_class_labels_matches_the_library() {
     ]
     .into_iter()
     .collect();
-    candle_core::safetensors::save(&tensors, &inputs).unwrap();
-    let (trace, output) = (dir.path().join("trace.json"), dir.path().join("out.safetensors"));
-    let o = cachedit(&[
-        "run",
-        "--family",
-        "DiTPipeline",
-        "--weights",
-        weights,
-        "--inputs",
-        inputs.to_str().unwrap(),
-        "--steps",
-        &steps.to_string(),
-        "--guidance-scale",
-        "4",
-        "--fn",
-        "1",
-        "--bn",
-        "0",
-        "--warmup",
-        "1",
-        "--threshold",
-        "0.5",
-        "--trace",
-        trace.to_str().unwrap(),
-        "--output",
-        output.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    let (o, doc, cli_latents) = cli_run_with_inputs(
+        &tensors,
+        steps,
+        &[
+            "--family",
+            "DiTPipeline",
+            "--weights",
+            weights,
+            "--guidance-scale",
+            "4",
+            "--fn",
+            "1",
+            "--bn",
+            "0",
+            "--warmup",
+            "1",
+            "--threshold",
+            "0.5",
+        ],
+    );
     assert!(stdout(&o).contains("DiT ("), "{}", stdout(&o));
     assert!(stdout(&o).contains("CFG batched x4"), "{}", stdout(&o));
-    let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&trace).unwrap()).unwrap();
     assert_eq!(
         doc["records"].as_array().unwrap().len(),
         steps,
         "one batched call per step"
     );
     assert_eq!(doc["records"], lib_trace);
-    assert_eq!(
-        max_abs_diff(&saved_latents(&output, &device), &lib_out.latents),
-        0.0
-    );
+    assert_eq!(max_abs_diff(&cli_latents, &lib_latents), 0.0);
 }
 
 /// `bench --dtype bf16` builds the model and its inputs in bf16 (the GPU precision) and runs the
@@ -684,6 +627,61 @@ fn run_with_ddim_and_given_timesteps_matches_the_library() {
         max_abs_diff(&saved_latents(&output, &device), &lib_out.latents),
         0.0
     );
+}
+
+/// The library's cached run under the registry's DDIM and batched CFG: the final latents and the
+/// trace as JSON, what `cachedit run` must reproduce.
+fn library_ddim_run<M: Denoiser + cachedit::CachedTransformer>(
+    model: &M,
+    config: &CacheConfig,
+    steps: usize,
+    guidance_scale: f64,
+    latents: &Tensor,
+    cond: &cachedit::Conditioning,
+    uncond: &cachedit::Conditioning,
+) -> (Tensor, serde_json::Value) {
+    enable_cache(model, config).unwrap();
+    set_tracing(model, true);
+    let opts = DenoiseOptions {
+        steps,
+        scheduler: cachedit::Scheduler::for_kind(cachedit::SchedulerKind::Ddim),
+        cfg: cachedit::CfgLayout::Batched,
+        guidance_scale,
+        ..Default::default()
+    };
+    let out = denoise(model, latents.clone(), cond, Some(uncond), &opts, |_, _| {}).unwrap();
+    (out.latents, serde_json::to_value(take_trace(model)).unwrap())
+}
+
+/// `cachedit run ARGS --inputs FILE --steps N --trace --output` on `tensors` saved as the inputs
+/// file: the (successful) output, the trace document and the final latents.
+fn cli_run_with_inputs(
+    tensors: &std::collections::HashMap<String, Tensor>,
+    steps: usize,
+    args: &[&str],
+) -> (Output, serde_json::Value, Tensor) {
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = dir.path().join("inputs.safetensors");
+    candle_core::safetensors::save(tensors, &inputs).unwrap();
+    let (trace, output) = (dir.path().join("trace.json"), dir.path().join("out.safetensors"));
+    let steps = steps.to_string();
+    let mut all = vec!["run"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&[
+        "--inputs",
+        inputs.to_str().unwrap(),
+        "--steps",
+        &steps,
+        "--trace",
+        trace.to_str().unwrap(),
+        "--output",
+        output.to_str().unwrap(),
+    ]);
+    let o = cachedit(&all);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let doc = serde_json::from_str(&std::fs::read_to_string(&trace).unwrap()).unwrap();
+    let latents = saved_latents(&output, &Device::Cpu);
+    (o, doc, latents)
 }
 
 /// The `latents` tensor of a `--output` file.
